@@ -1,0 +1,108 @@
+"""Benchmark: the textbook torchvision data path against the helpers' tensor path.
+
+One training epoch of a 784-1000-10 ReLU MLP (Adam, lr 1e-3, batch 64) on full MNIST,
+fed (a) by ``torchvision.datasets.MNIST`` + ``ToTensor`` / ``Normalize`` + ``DataLoader``
+(``num_workers=0``, shuffled), and (b) by ``helpers.load_mnist`` + ``helpers.batches``.
+Both run in this one process, from the same initial weights, alternating (a, b, a, b ...)
+so that machine noise hits both; the ratio of median epoch times is printed, with the test
+accuracy after each epoch so that "same accuracy within noise" can be checked.
+
+    BOOK_DATA_DIR=/path/to/data python benchmarks/bench_data_pipeline.py [--repeats 3] [--threads 2]
+
+Not part of the test suite: it measures speed, and speed is only meaningful as a ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import helpers  # noqa: E402
+from helpers.data import NORMALIZATIONS  # noqa: E402
+
+BATCH = 64
+
+
+def make_net(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 1000), nn.ReLU(), nn.Linear(1000, 10))
+
+
+def train_one_epoch(net, batches_iter):
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    start = time.perf_counter()
+    for xb, yb in batches_iter:
+        opt.zero_grad(set_to_none=True)
+        loss_fn(net(xb), yb).backward()
+        opt.step()
+    return time.perf_counter() - start
+
+
+def textbook_loader(root: str):
+    import torchvision
+    from torchvision import transforms
+
+    mean, std = NORMALIZATIONS["standard"]
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((mean,), (std,))])
+    train = torchvision.datasets.MNIST(root, train=True, download=False, transform=tf)
+    return torch.utils.data.DataLoader(train, batch_size=BATCH, shuffle=True, num_workers=0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3, help="epochs per path (alternating)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    root = os.environ.get("BOOK_DATA_DIR")
+    if not root:
+        print("set BOOK_DATA_DIR to a folder with MNIST/raw/*-ubyte (torchvision's layout): the textbook "
+              "path reads the same files", file=sys.stderr)
+        return 2
+    data = helpers.load_mnist(root=root)  # the tensor path's one-off load, timed separately below
+    t0 = time.perf_counter()
+    helpers.load_mnist(root=root)
+    load_s = time.perf_counter() - t0
+    loader = textbook_loader(root)
+    init = make_net(0)
+
+    times = {"textbook": [], "tensor": []}
+    accs = {"textbook": [], "tensor": []}
+    for r in range(args.repeats):
+        for path in ("textbook", "tensor"):
+            net = copy.deepcopy(init)
+            torch.manual_seed(100 + r)
+            if path == "textbook":
+                seconds = train_one_epoch(net, loader)
+            else:
+                seconds = train_one_epoch(net, helpers.batches(data.X_train, data.y_train, BATCH))
+            _, acc = helpers.evaluate(net, data.X_test, data.y_test)
+            times[path].append(seconds)
+            accs[path].append(acc)
+            print(f"repeat {r + 1}/{args.repeats}  {path:8s}  epoch {seconds:6.2f} s  test acc {acc:.4f}", flush=True)
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ratio = med["textbook"] / med["tensor"]
+    print()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, 784-1000-10 ReLU MLP, Adam")
+    print(f"tensor path one-off load of MNIST into memory: {load_s:.2f} s")
+    for k in times:
+        print(f"{k:8s}: median epoch {med[k]:.2f} s; test acc {statistics.mean(accs[k]):.4f} "
+              f"(range {min(accs[k]):.4f}-{max(accs[k]):.4f})")
+    print(f"RATIO textbook / tensor epoch time: {ratio:.2f}x  (target >= 4x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

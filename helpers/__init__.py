@@ -1,0 +1,28 @@
+"""Shared infrastructure of the book *Learning beyond end-to-end backprop*.
+
+Importing the package sets the book's plot style. The modules:
+
+- :mod:`helpers.data`: MNIST / Fashion-MNIST as in-memory tensors, mini-batches by index permutation.
+- :mod:`helpers.params`: papermill parameters, profiles (``paper`` / ``smoke``), validation, device choice.
+- :mod:`helpers.train`: seeding, timing, progress bars, the training loop, NaN checks.
+- :mod:`helpers.results`: ``results/<notebook-stem>.json`` with metrics, settings, wall time, versions.
+- :mod:`helpers.plotting`: one plot style, one colour per learning rule, curves with seed bands.
+"""
+
+from .data import Data, DataError, SampleDataWarning, batches, load_mnist, stratified_indices
+from .params import ParameterError, Params, resolve_device, resolve_params
+from .plotting import RULE_COLORS, apply_style, label_axes, plot_runs, rule_color
+from .results import load_results, save_results, start_run
+from .train import Timer, TrainingDiverged, check_finite, evaluate, fit, progress, seed_everything, train_epoch
+
+__version__ = "0.1.0"
+
+apply_style()
+
+__all__ = [
+    "Data", "DataError", "SampleDataWarning", "batches", "load_mnist", "stratified_indices",
+    "ParameterError", "Params", "resolve_device", "resolve_params",
+    "RULE_COLORS", "apply_style", "label_axes", "plot_runs", "rule_color",
+    "load_results", "save_results", "start_run",
+    "Timer", "TrainingDiverged", "check_finite", "evaluate", "fit", "progress", "seed_everything", "train_epoch",
+]

@@ -1,0 +1,202 @@
+"""Seeding, timing, progress bars and the one training loop for PyTorch models."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import random
+import sys
+import time
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import batches
+
+__all__ = [
+    "seed_everything",
+    "Timer",
+    "progress",
+    "TrainingDiverged",
+    "check_finite",
+    "evaluate",
+    "train_epoch",
+    "fit",
+]
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA); return a CPU generator with that seed.
+
+    On the CPU the same seed and the same profile give bit-identical results.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+class Timer:
+    """Wall-clock timer: ``with Timer() as t: ...`` then ``t.seconds``.
+
+    On CUDA it synchronises before reading the clock so that queued kernels count.
+    """
+
+    def __init__(self, device: torch.device | str | None = None):
+        self.cuda = device is not None and torch.device(device).type == "cuda"
+        self.seconds = float("nan")
+
+    def _sync(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    def __enter__(self):
+        self._sync()
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self._sync()
+        self.seconds = time.perf_counter() - self._start
+        return False
+
+
+def _widgets_available() -> bool:
+    return importlib.util.find_spec("ipywidgets") is not None
+
+
+def progress(iterable: Iterable | None = None, **kwargs):
+    """A ``tqdm.auto`` progress bar.
+
+    In a notebook with ipywidgets it is a widget; otherwise (terminal, papermill, nbval,
+    or ``BOOK_PLAIN_PROGRESS=1``) it is a plain-text bar that updates at most every few
+    seconds, so that executed notebooks keep short, readable outputs.
+    """
+    if os.environ.get("BOOK_PLAIN_PROGRESS") or not _widgets_available():
+        from tqdm.std import tqdm
+
+        kwargs.setdefault("mininterval", 5.0)
+        kwargs.setdefault("file", sys.stdout)
+        kwargs.setdefault("ascii", True)
+        kwargs.setdefault("dynamic_ncols", False)
+        kwargs.setdefault("ncols", 100)
+        return tqdm(iterable, **kwargs)
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, **kwargs)
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite; the message suggests what to change."""
+
+
+def check_finite(loss: float | torch.Tensor, *, epoch: int | None = None, step: int | None = None, lr=None):
+    """Raise :class:`TrainingDiverged` when ``loss`` is NaN or infinite."""
+    value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+    if math.isfinite(value):
+        return
+    where = " ".join(s for s in (f"epoch {epoch}" if epoch is not None else "", f"step {step}" if step is not None else "") if s)
+    hint = f" (lr={lr})" if lr is not None else ""
+    raise TrainingDiverged(
+        f"The loss became {value} at {where or 'this step'}: training diverged. "
+        f"Lower the learning rate{hint}, or check the inputs for NaN/inf and their normalisation."
+    )
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 2000,
+             loss_fn: Callable = F.cross_entropy) -> tuple[float, float]:
+    """Return (mean loss, accuracy in [0, 1]) of ``model`` on (X, y), in eval mode."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for xb, yb in batches(X, y, batch_size, shuffle=False):
+        out = model(xb)
+        total_loss += float(loss_fn(out, yb, reduction="sum"))
+        correct += int((out.argmax(1) == yb).sum())
+    model.train(was_training)
+    return total_loss / len(X), correct / len(X)
+
+
+def train_epoch(
+    model: torch.nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    batch_size: int,
+    *,
+    loss_fn: Callable = F.cross_entropy,
+    step: Callable | None = None,
+    generator: torch.Generator | None = None,
+    epoch: int | None = None,
+    bar: bool = True,
+) -> tuple[float, float]:
+    """One pass over (X, y) in shuffled mini-batches; return (mean loss, accuracy).
+
+    ``step(model, xb, yb) -> (loss, output)`` replaces the default backprop step
+    (zero grad, forward, ``loss_fn``, backward) for learning rules that compute
+    their own gradients; the optimiser step and the NaN check stay here.
+    """
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    n_batches = math.ceil(len(X) / batch_size)
+    it = batches(X, y, batch_size, generator=generator)
+    if bar:
+        it = progress(it, total=n_batches, desc=f"epoch {epoch}" if epoch is not None else "train", leave=False)
+    lr = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
+    for i, (xb, yb) in enumerate(it):
+        optimizer.zero_grad(set_to_none=True)
+        if step is None:
+            out = model(xb)
+            loss = loss_fn(out, yb)
+            loss.backward()
+        else:
+            loss, out = step(model, xb, yb)
+        loss_value = float(loss.detach())
+        check_finite(loss_value, epoch=epoch, step=i, lr=lr)
+        optimizer.step()
+        total_loss += loss_value * len(xb)
+        correct += int((out.argmax(1) == yb).sum())
+        seen += len(xb)
+    return total_loss / seen, correct / seen
+
+
+def fit(
+    model: torch.nn.Module,
+    data,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    batch_size: int,
+    *,
+    loss_fn: Callable = F.cross_entropy,
+    step: Callable | None = None,
+    generator: torch.Generator | None = None,
+    scheduler=None,
+    on_epoch_end: Callable | None = None,
+    desc: str = "training",
+) -> dict[str, list[float]]:
+    """Train for ``epochs`` on ``data`` (a :class:`helpers.data.Data`) and evaluate after each.
+
+    Returns the history ``{"train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds"}``,
+    one entry per epoch (accuracies in [0, 1]). ``on_epoch_end(epoch, history)`` runs after each.
+    """
+    history = {k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds")}
+    bar = progress(range(1, epochs + 1), desc=desc)
+    for epoch in bar:
+        with Timer(data.device) as t:
+            tr_loss, tr_acc = train_epoch(
+                model, data.X_train, data.y_train, optimizer, batch_size,
+                loss_fn=loss_fn, step=step, generator=generator, epoch=epoch,
+            )
+        if scheduler is not None:
+            scheduler.step()
+        te_loss, te_acc = evaluate(model, data.X_test, data.y_test, loss_fn=loss_fn)
+        for k, v in zip(history, (tr_loss, tr_acc, te_loss, te_acc, t.seconds)):
+            history[k].append(v)
+        bar.set_postfix(train_acc=f"{tr_acc:.4f}", test_acc=f"{te_acc:.4f}")
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, history)
+    return history

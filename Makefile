@@ -24,7 +24,7 @@ test-unit:  ## the fast unit tests only
 test-notebooks:  ## chapters in the smoke profile (CHAPTER=... for one)
 	$(PYTHON) tools/run_smoke.py $(CHAPTER)
 
-reproduce:  ## chapters in the paper profile, in place (CHAPTER=..., ARGS="-p seeds '[0]'")
+reproduce:  ## chapters in the paper profile, in place (CHAPTER=..., ARGS='-y "seeds: [0]"')
 	$(PYTHON) tools/reproduce.py $(CHAPTER) $(ARGS)
 
 bench:  ## benchmarks (not part of the tests)

@@ -71,6 +71,8 @@ def optional(rule: Callable) -> Callable:
 def list_of(rule: Callable, nonempty: bool = True) -> Callable:
     def check(v):
         what = f"a {'non-empty ' if nonempty else ''}list of {rule(object()) or 'values'}"
+        if isinstance(v, str):  # papermill's -p passes '[0, 1]' as text; -y parses YAML
+            return f"{what}, not text (papermill's -p passes text: give lists with -y, e.g. -y \"seeds: [0, 1]\")"
         if not isinstance(v, (list, tuple)) or (nonempty and not v):
             return what
         return None if all(rule(x) is None for x in v) else what

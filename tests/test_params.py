@@ -83,3 +83,9 @@ def test_device_auto_and_errors():
     if not torch.cuda.is_available():
         with pytest.raises(ParameterError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_a_list_given_as_text_names_papermill_y():
+    """papermill's -p passes '[0, 1]' as a string; the message says how to pass a list."""
+    with pytest.raises(ParameterError, match=r"seeds='\[0, 1\]'.*-y"):
+        resolve_params("paper", dict(seeds="[0, 1]"))

@@ -2,7 +2,7 @@
 
 The executed notebook replaces ``book/<stem>.ipynb`` only when the whole run succeeded,
 and the same run writes ``results/<stem>.json``, so the committed notebook and the results
-file always come from one run. Extra papermill arguments (``-p seeds "[0]"``) are recorded
+file always come from one run. Extra papermill arguments (``-p device cuda``; lists with ``-y "seeds: [0]"``) are recorded
 by papermill in an injected-parameters cell, visible in the executed notebook.
 
     python tools/reproduce.py 03_local_errors -p device cuda

@@ -73,10 +73,15 @@ def progress(iterable: Iterable | None = None, **kwargs):
 
     In a notebook with ipywidgets it is a widget; otherwise (terminal, papermill, nbval,
     or ``BOOK_PLAIN_PROGRESS=1``) it is a plain-text bar that updates at most every few
-    seconds, so that executed notebooks keep short, readable outputs.
+    seconds, so that executed notebooks keep short, readable outputs. In plain text, bars
+    that would vanish when done (``leave=False``, e.g. the batches inside an epoch) are not
+    shown at all: nested text bars fill a notebook's output with cursor-movement codes.
     """
     if os.environ.get("BOOK_PLAIN_PROGRESS") or not _widgets_available():
         from tqdm.std import tqdm
+
+        if kwargs.get("leave") is False:
+            kwargs["disable"] = True
 
         kwargs.setdefault("mininterval", 5.0)
         kwargs.setdefault("file", sys.stdout)

@@ -103,3 +103,13 @@ def test_progress_is_plain_text_when_asked(monkeypatch, capsys):
     assert list(helpers.progress(range(3), desc="x")) == [0, 1, 2]
     from tqdm.std import tqdm
     assert type(helpers.progress(range(1))) is tqdm
+
+
+def test_plain_text_hides_transient_inner_bars(monkeypatch, capsys):
+    """Nested text bars would fill executed notebooks with cursor codes: leave=False bars are hidden."""
+    monkeypatch.setenv("BOOK_PLAIN_PROGRESS", "1")
+    assert list(helpers.progress(range(3), desc="inner", leave=False)) == [0, 1, 2]
+    assert list(helpers.progress(range(2), desc="outer")) == [0, 1]
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "outer" in text and "inner" not in text

@@ -307,6 +307,24 @@ class _RandomFeedbackRule:
         p = self.layers.linears[0].weight
         self.dtype, self.device = p.dtype, p.device
 
+    def _init_feedback(self, shapes, fans, init: str, scale: float | None, feedback, generator) -> None:
+        """Set the fixed feedback matrices: copies of ``feedback`` (whose shapes the caller has checked),
+        or drawn with ``init`` ("uniform": U[-s, s]; "normal": N(0, s^2)) in ``shapes``, where ``s`` is
+        ``scale`` or, by default, ``1 / sqrt(fan)`` for each matrix's entry of ``fans``."""
+        if feedback is not None:
+            self.init, self.scales = "given", []
+            self._B = [torch.as_tensor(B).detach().to(dtype=self.dtype, device=self.device).clone() for B in feedback]
+            return
+        if init not in ("uniform", "normal"):
+            raise ValueError(f"init={init!r} is not known; use 'uniform' or 'normal'")
+        if scale is None and init == "normal":
+            raise ValueError("init='normal' needs a scale (the standard deviation of B), e.g. scale=0.01")
+        if scale is not None and not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale={scale!r} must be a positive number")
+        self.init = init
+        self.scales = [float(scale) if scale is not None else 1 / math.sqrt(f) for f in fans]
+        self._B = [_draw(shape, init, s, generator, self.dtype, self.device) for shape, s in zip(shapes, self.scales)]
+
     # the feedback matrices are plain tensors held here, never parameters of the model,
     # so no optimiser can see them and they never change.
     @property
@@ -410,18 +428,7 @@ class DirectFeedbackAlignment(_RandomFeedbackRule):
                 if tuple(B.shape) != (n, c):
                     raise ValueError(f"feedback matrix B_{l} has shape {tuple(B.shape)}; it must be "
                                      f"(n_{l}, c) = ({n}, {c}): one row per unit of hidden layer {l}, one column per output")
-            self.init, self.scales = "given", []
-            self._B = [torch.as_tensor(B).detach().to(dtype=self.dtype, device=self.device).clone() for B in feedback]
-        else:
-            if init not in ("uniform", "normal"):
-                raise ValueError(f"init={init!r} is not known; use 'uniform' or 'normal'")
-            if scale is None and init == "normal":
-                raise ValueError("init='normal' needs a scale (the standard deviation of B), e.g. scale=0.01")
-            if scale is not None and not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
-                raise ValueError(f"scale={scale!r} must be a positive number")
-            self.init = init
-            self.scales = [float(scale) if scale is not None else 1 / math.sqrt(n) for n in hidden]
-            self._B = [_draw((n, c), init, s, generator, self.dtype, self.device) for n, s in zip(hidden, self.scales)]
+        self._init_feedback([(n, c) for n in hidden], hidden, init, scale, feedback, generator)
         self._on_feedback_changed()
 
     def _on_feedback_changed(self):
@@ -488,16 +495,7 @@ class FeedbackAlignment(_RandomFeedbackRule):
             if [tuple(B.shape) for B in feedback] != shapes:
                 raise ValueError(f"FA needs one feedback matrix per Linear, of the weights' shapes {shapes}; "
                                  f"got {[tuple(B.shape) for B in feedback]}")
-            self.init, self.scales = "given", []
-            self._B = [torch.as_tensor(B).detach().to(dtype=self.dtype, device=self.device).clone() for B in feedback]
-        else:
-            if init not in ("uniform", "normal"):
-                raise ValueError(f"init={init!r} is not known; use 'uniform' or 'normal'")
-            if scale is None and init == "normal":
-                raise ValueError("init='normal' needs a scale (the standard deviation of B), e.g. scale=0.01")
-            self.init = init
-            self.scales = [float(scale) if scale is not None else 1 / math.sqrt(s[1]) for s in shapes]
-            self._B = [_draw(s, init, sc, generator, self.dtype, self.device) for s, sc in zip(shapes, self.scales)]
+        self._init_feedback(shapes, [s[1] for s in shapes], init, scale, feedback, generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (N, c) of the model, with a graph whose backward pass is FA's."""

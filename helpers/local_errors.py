@@ -45,7 +45,6 @@ returned per layer hold layer 1 at index 0. Inputs may be images ``(N, 1, 28, 28
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Callable, Iterable, Sequence
 
 import torch
@@ -53,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Data
+from .params import _is_int
 from .train import fit
 
 __all__ = [
@@ -66,10 +66,6 @@ __all__ = [
     "train_backprop",
     "linear_probes",
 ]
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 # --------------------------------------------------------------------------- modules

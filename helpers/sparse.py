@@ -53,7 +53,6 @@ every other tensor (CUDA, MPS, bfloat16) uses ``torch.topk``. Both give the same
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -62,6 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import batches
+from .params import _is_int, _is_real
 
 __all__ = [
     # k-winners: functions
@@ -104,14 +104,6 @@ __all__ = [
 WHITE_PIXEL = 0.1307 + 2 * 0.3081
 
 _NUMPY_DTYPES = (torch.float32, torch.float64)
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _is_real(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
 # =========================================================================== k-winners: functions

@@ -13,6 +13,9 @@ Both paths use the same optimizer (by default PyTorch's fused Adam, which perfor
 update as the default one with fewer kernel launches): the difference between them is the
 data path alone.
 
+The ratio, timings and settings are also written to ``results/benchmarks/bench_data_pipeline.json``
+(read by ``tools/scoreboard.py`` for the performance page).
+
 Not part of the test suite: it measures speed, and speed is only meaningful as a ratio.
 """
 
@@ -30,8 +33,11 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_record.py, also when loaded by path from a notebook
 import helpers  # noqa: E402
 from helpers.data import NORMALIZATIONS  # noqa: E402
+
+from _record import write_record  # noqa: E402  (benchmarks/_record.py)
 
 BATCH = 64
 
@@ -113,6 +119,11 @@ def main() -> int:
         print(f"{k:8s}: median epoch {med[k]:.2f} s; test acc {statistics.mean(accs[k]):.4f} "
               f"(range {min(accs[k]):.4f}-{max(accs[k]):.4f})")
     print(f"RATIO textbook / tensor epoch time: {ratio:.2f}x  (target >= 4x)")
+    write_record("bench_data_pipeline", ratio,
+                 {"median_epoch_s": med, "epoch_s": times, "test_acc": accs, "tensor_one_off_load_s": load_s},
+                 {"repeats": args.repeats, "adam": args.adam, "threads": torch.get_num_threads(), "batch_size": BATCH,
+                  "model": "784-1000-10 ReLU MLP", "n_train": len(data.y_train)},
+                 ratio_means="median epoch time, torchvision DataLoader path / helpers tensor path")
     return 0
 
 

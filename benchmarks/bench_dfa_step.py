@@ -10,6 +10,9 @@ epoch of 60,000 digits.
 
     python benchmarks/bench_dfa_step.py [--arch 784-400-400-400-10 784-800-10] [--steps 200] [--rounds 5]
 
+The timings are also written to ``results/benchmarks/bench_dfa_step.json`` (headline ratio: DFA / BP of the
+first architecture), read by ``tools/scoreboard.py`` for the performance page.
+
 Not part of the test suite: speed is only meaningful as a ratio measured in one process.
 """
 
@@ -25,7 +28,10 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_record.py, also when loaded by path from a notebook
 from helpers import dfa  # noqa: E402
+
+from _record import write_record  # noqa: E402  (benchmarks/_record.py)
 
 BATCH = 64
 
@@ -90,11 +96,17 @@ def main(argv=None) -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, "
           f"{args.steps} steps x {args.rounds} rounds")
     print(f"{'architecture':<36} {'BP ms':>7} {'DFA ms':>7} {'FA ms':>7} {'DFA/BP':>7} {'FA/BP':>7} {'BP s/epoch':>10}")
+    per_arch = {}
     for arch in args.arch:
         sizes = [int(s) for s in arch.split("-")]
         t = bench(sizes, args.steps, args.rounds)
+        per_arch[arch] = {"step_s_median": t, "dfa_vs_bp": t["dfa"] / t["bp"], "fa_vs_bp": t["fa"] / t["bp"]}
         print(f"{arch:<36} {t['bp'] * 1e3:7.2f} {t['dfa'] * 1e3:7.2f} {t['fa'] * 1e3:7.2f} "
               f"{t['dfa'] / t['bp']:7.3f} {t['fa'] / t['bp']:7.3f} {t['bp'] * 60000 / BATCH:10.1f}", flush=True)
+    write_record("bench_dfa_step", per_arch[args.arch[0]]["dfa_vs_bp"], per_arch,
+                 {"arch": args.arch, "steps": args.steps, "rounds": args.rounds, "threads": torch.get_num_threads(),
+                  "batch_size": BATCH},
+                 ratio_means=f"median step time, DFA / backprop, first architecture ({args.arch[0]})")
     return 0
 
 

@@ -19,6 +19,9 @@ which is what the activation's cost means for training time.
 
     python benchmarks/bench_kwinners.py [--repeats 7] [--inner 30] [--threads N]
 
+The timings are also written to ``results/benchmarks/bench_kwinners.json`` (headline ratio: the ``2d`` case),
+read by ``tools/scoreboard.py`` for the performance page.
+
 Not part of the test suite: it measures speed, and speed is only meaningful as a ratio.
 """
 
@@ -34,7 +37,10 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_record.py, also when loaded by path from a notebook
 from helpers import sparse  # noqa: E402
+
+from _record import write_record  # noqa: E402  (benchmarks/_record.py)
 
 TARGET = 1.5
 
@@ -136,6 +142,12 @@ def main() -> int:
     net = network_ratio(args.repeats, max(1, args.inner // 3))
     print(f"source CNN, one SGD step of batch 64: ReLU {net['relu_s'] * 1e3:.2f} ms, k-winners "
           f"{net['kwinners_s'] * 1e3:.2f} ms, RATIO {net['ratio']:.2f}x")
+    headline = "2d" if "2d" in results else args.cases[0]
+    write_record("bench_kwinners", results[headline]["ratio"],
+                 {"activation": results, "selection_s": sel, "source_cnn_sgd_step": net},
+                 {"repeats": args.repeats, "inner": args.inner, "threads": torch.get_num_threads(), "cases": args.cases,
+                  "headline_case": headline, "boost_strength": 1.5},
+                 ratio_means=f"median forward + backward time, k-winners / ReLU, case {headline}")
     return 0
 
 

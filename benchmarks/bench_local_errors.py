@@ -22,6 +22,8 @@ layer run. Evaluation, spectra and attacks are not included (they take a minute 
 
     BOOK_DATA_DIR=/path/to/data python benchmarks/bench_local_errors.py [--threads N] [--epochs 1] [--n-train 6000]
 
+The times and estimates are also written to ``results/benchmarks/bench_local_errors.json``.
+
 Not part of the test suite: the numbers depend on the machine and on its load (printed).
 """
 
@@ -36,8 +38,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_record.py, also when loaded by path from a notebook
 import helpers  # noqa: E402
 from helpers import local_errors as le  # noqa: E402
+
+from _record import write_record  # noqa: E402  (benchmarks/_record.py)
 
 
 def main(argv=None) -> int:
@@ -86,14 +91,22 @@ def main(argv=None) -> int:
     for name in t:
         print(f"{name:>16}: {t[name]:7.1f} s wall, {cpu[name]:7.1f} s CPU per epoch of 60,000 digits")
     print(f"load average at the end {os.getloadavg()}")
+    estimates = {}
     if len(t) == 4:
         E, T, k = args.paper_epochs, args.table_epochs, args.extra_seeds
         for what, d in (("wall, this load", t), ("CPU seconds", cpu)):
             greedy = d["greedy layer 1"] + 4 * d["greedy layer 2"]
             seed0 = E * (greedy + d["simultaneous"] + d["backprop"]) + 10 * d["greedy layer 1"]
             extra = k * T * (greedy + d["simultaneous"] + d["backprop"])
+            estimates[what] = {"seed0_s": seed0, "extra_seeds_s": extra, "total_s": seed0 + extra}
             print(f"estimate ({what}): seed 0 ({E} epochs each) {seed0 / 60:.0f} min, {k} extra seed(s) at {T} "
                   f"epochs {extra / 60:.0f} min, total {(seed0 + extra) / 60:.0f} min of training")
+    write_record("bench_local_errors", None,
+                 {"epoch_wall_s": t, "epoch_cpu_s": cpu, "paper_run_estimate": estimates},
+                 {"threads": torch.get_num_threads(), "epochs": args.epochs, "paper_epochs": args.paper_epochs,
+                  "extra_seeds": args.extra_seeds, "table_epochs": args.table_epochs, "cases": cases,
+                  "n_train": len(data.y_train), "n_test": len(data.y_test)},
+                 ratio_means="no ratio: epoch times per case, scaled to 60,000 digits")
     return 0
 
 

@@ -12,6 +12,9 @@ the ratio of the median epoch times is printed. An epoch is the training loop on
 ``--threads 1`` (the default) gives both libraries one thread: on a shared machine, both ran several times
 slower with two threads than with one while chapter 1 was written.
 
+The timings are also written to ``results/benchmarks/bench_numpy_vs_torch.json`` (read by
+``tools/scoreboard.py`` for the performance page).
+
 Not part of the test suite: it measures speed, and speed is only meaningful as a ratio.
 """
 
@@ -28,8 +31,11 @@ import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_record.py, also when loaded by path from a notebook
 import helpers  # noqa: E402
 from helpers import numpy_nn as nn  # noqa: E402
+
+from _record import write_record  # noqa: E402  (benchmarks/_record.py)
 
 
 def numpy_model(dtype, seed: int) -> nn.SequentialModel:
@@ -109,6 +115,11 @@ def main(argv=None) -> int:
     print(f"median epoch: numpy {statistics.median(times['numpy']):.2f} s, "
           f"pytorch {statistics.median(times['pytorch']):.2f} s")
     print(f"NumPy / PyTorch epoch-time ratio: {ratio:.2f}")
+    write_record("bench_numpy_vs_torch", ratio,
+                 {"median_epoch_s": {k: statistics.median(v) for k, v in times.items()}, "epoch_s": times},
+                 {"epochs": args.epochs, "dtype": args.dtype, "batch_size": bs, "threads": args.threads or "default",
+                  "n_train": len(X), "data_source": data.source, "seed": args.seed},
+                 ratio_means="median epoch time, NumPy framework / PyTorch")
     return 0
 
 

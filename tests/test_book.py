@@ -32,6 +32,8 @@ REQUIRED_KEYS = {
                               "exp2_bp_test_err", "exp2_dfa_test_err", "table1", "alignment_deg_final",
                               "dfa_vs_bp_step_time_ratio"],
     "05_sparse_representations": ["notebook_table", "paper_table", "kwinners_vs_relu_time_ratio"],
+    "06_learning_rules_compared": ["test_acc", "epoch_time_ratio", "noise_score", "fgsm_acc", "alpha_per_layer",
+                                   "knn_acc_last_hidden"],
 }
 
 

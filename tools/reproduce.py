@@ -2,7 +2,8 @@
 
 The executed notebook replaces ``book/<stem>.ipynb`` only when the whole run succeeded,
 and the same run writes ``results/<stem>.json``, so the committed notebook and the results
-file always come from one run. Extra papermill arguments (``-p device cuda``; lists with ``-y "seeds: [0]"``) are recorded
+file always come from one run; after a successful run the scoreboard pages are regenerated
+(``tools/scoreboard.py``). Extra papermill arguments (``-p device cuda``; lists with ``-y "seeds: [0]"``) are recorded
 by papermill in an injected-parameters cell, visible in the executed notebook.
 
     python tools/reproduce.py 03_local_errors -p device cuda
@@ -49,7 +50,17 @@ def main(argv: list[str]) -> int:
             return result.returncode
         os.replace(running, source)
         print(f"== {stem} done in {time.perf_counter() - start:.0f} s", flush=True)
-    return 0
+    return update_scoreboard()
+
+
+def update_scoreboard() -> int:
+    """Regenerate the scoreboard and performance pages (and the README tables) from the new results."""
+    print("== scoreboard: python tools/scoreboard.py", flush=True)
+    code = subprocess.run([sys.executable, str(ROOT / "tools" / "scoreboard.py")]).returncode
+    if code != 0:
+        print("== the run succeeded and its notebook and results file are in place, but the scoreboard could not "
+              "be regenerated (message above); fix that, then run `python tools/scoreboard.py`", flush=True)
+    return code
 
 
 if __name__ == "__main__":

@@ -10,16 +10,14 @@ it), the command line, the time, and the package versions and git commit from
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from helpers.results import _jsonable, environment_info  # noqa: E402
+from helpers.results import _jsonable, environment_info, write_json  # noqa: E402
 
 LOAD_AT_START = os.getloadavg()  # taken when the benchmark imports this module, before any timing
 
@@ -48,17 +46,6 @@ def write_record(name: str, ratio: float | None, timings: dict[str, Any], settin
         "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **environment_info("cpu"),
     }
-    folder = record_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{name}.json"
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_jsonable(record), f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    target = write_json(record_dir() / f"{name}.json", _jsonable(record))
     print(f"record written to {target}")
     return target

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["results_dir", "save_results", "load_results", "start_run", "Run", "environment_info"]
+__all__ = ["results_dir", "save_results", "load_results", "start_run", "Run", "environment_info", "write_json"]
 
 _PACKAGES = ("numpy", "torch", "torchvision", "scikit-learn", "matplotlib", "beyond-backprop-helpers")
 
@@ -124,19 +124,25 @@ def save_results(stem: str, metrics: dict[str, Any], params: Any, *, wall_time_s
         "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **_jsonable(environment_info(device)),
     }
-    folder = results_dir(profile)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{stem}.json"
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=folder)
+    return write_json(results_dir(profile) / f"{stem}.json", record)
+
+
+def write_json(path: Path, record: Any) -> Path:
+    """Write ``record`` (already JSON-able: see ``_jsonable``) to ``path`` atomically: a temporary file
+    in the same folder (created if missing), then a rename, so an interrupted run never leaves half a
+    file behind. Returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(record, f, indent=2, sort_keys=False, allow_nan=False)
             f.write("\n")
-        os.replace(tmp, target)
+        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return target
+    return path
 
 
 def load_results(stem: str, profile: str = "paper") -> dict[str, Any]:

@@ -137,17 +137,24 @@ def test_batchnorm_training_matches_torch_values_gradients_and_running_stats():
         for _step in range(3):  # running statistics after several batches
             x = rng.normal(2, 3, (n, d))
             g = rng.normal(size=(n, d))
-            out, (gx, ggamma, gbeta) = tape_grads(layer, [x], g)
             bn.zero_grad()
-            xt = t(x, grad=True)
-            yt = bn(xt)
-            yt.backward(t(g))
-            assert rel_err(out, yt.detach()) <= RTOL
-            assert rel_err(gx, xt.grad) <= RTOL
-            assert rel_err(ggamma, bn.weight.grad) <= RTOL
-            assert rel_err(gbeta, bn.bias.grad) <= RTOL
+            _assert_batchnorm_matches_torch(layer, bn, x, g)
         assert rel_err(layer.running_mean.value, bn.running_mean) <= RTOL
         assert rel_err(layer.running_var.value, bn.running_var) <= RTOL
+
+
+def _assert_batchnorm_matches_torch(layer, bn, x, g):
+    """Output and the gradients of input, gamma and beta of ``layer`` equal those of torch's ``bn``;
+    returns the layer's output."""
+    out, (gx, ggamma, gbeta) = tape_grads(layer, [x], g)
+    xt = t(x, grad=True)
+    yt = bn(xt)
+    yt.backward(t(g))
+    assert rel_err(out, yt.detach()) <= RTOL
+    assert rel_err(gx, xt.grad) <= RTOL
+    assert rel_err(ggamma, bn.weight.grad) <= RTOL
+    assert rel_err(gbeta, bn.bias.grad) <= RTOL
+    return out
 
 
 def test_batchnorm_eval_uses_running_stats_like_torch():
@@ -163,13 +170,7 @@ def test_batchnorm_eval_uses_running_stats_like_torch():
     x = rng.normal(1, 2, (3, 5))
     g = rng.normal(size=(3, 5))
     means_before = layer.running_mean.value.copy()
-    out, (gx, ggamma, gbeta) = tape_grads(layer, [x], g)
-    xt = t(x, grad=True)
-    yt = bn(xt)
-    yt.backward(t(g))
-    assert rel_err(out, yt.detach()) <= RTOL
-    assert rel_err(gx, xt.grad) <= RTOL
-    assert rel_err(ggamma, bn.weight.grad) <= RTOL
+    out = _assert_batchnorm_matches_torch(layer, bn, x, g)
     np.testing.assert_array_equal(layer.running_mean.value, means_before)  # eval does not update them
     # and eval differs from train mode on the same batch (the modes are really different)
     layer.training = True

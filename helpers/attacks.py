@@ -25,7 +25,9 @@ inside that range (perturbed inputs are clipped to it)::
   the clean input and onto the valid pixel range; optionally from a uniform random start.
 
 Gradient attacks run the model in eval mode (and put its mode back), differentiate with
-respect to the input only (no parameter ``.grad`` is touched), and use the cross-entropy.
+respect to the input only (no parameter ``.grad`` is touched), and use the cross-entropy, whose
+gradient direction is computed so that it does not underflow for very confident nets (see
+:func:`_cross_entropy_direction`).
 """
 
 from __future__ import annotations
@@ -84,11 +86,37 @@ def _check_size(value, name: str, what: str) -> float:
     return float(value)
 
 
+def _cross_entropy_direction(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """A positive per-example multiple of d(cross-entropy)/d(logits) that cannot underflow.
+
+    The gradient of the cross-entropy with respect to the logits is ``p - e_y`` with ``p`` the
+    softmax. For a confident net (largest logit ~100 above the others) every wrong-class ``p_j``
+    is below float32's smallest number, ``p - e_y`` is exactly zero, and so is the input
+    gradient: a sign-gradient attack then does not move the input at all (a numerical gradient
+    masking, not robustness). Earlier, from a gap of ~17 between the top two logits, ``p_y``
+    rounds to 1 and the true class's term ``p_y - 1`` is lost while the wrong classes' terms
+    survive, which tilts the direction. Writing ``p_j = (1 - p_y) q_j`` for the wrong classes, with ``q``
+    the softmax of the wrong classes' logits alone, gives ``p - e_y = (1 - p_y) (q - e_y)``:
+    ``q - e_y`` has the same direction, per example, and its entries are of order one.
+    """
+    true = F.one_hot(y, logits.shape[1]).to(torch.bool)
+    q = torch.softmax(logits.detach().masked_fill(true, float("-inf")), dim=1)
+    return q - true.to(q.dtype)
+
+
 def _input_gradient_sign(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Sign of the cross-entropy's gradient with respect to each input.
+
+    Each example's input gradient is its ``d loss / d logits`` pulled back through the model; a
+    positive factor per example does not change its sign, so :func:`_cross_entropy_direction`
+    gives the sign of the cross-entropy's gradient exactly, also where float32's softmax
+    saturates. This needs the examples not to interact in the forward pass (true in eval mode
+    for every model of this book: batch norm uses its running statistics).
+    """
     x = X.detach().requires_grad_(True)
     with torch.enable_grad():
-        loss = F.cross_entropy(model(x), y, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, x)
+        logits = model(x)
+        (grad,) = torch.autograd.grad(logits, x, grad_outputs=_cross_entropy_direction(logits, y))
     return grad.sign()
 
 

@@ -1,5 +1,6 @@
 """Tests of helpers.attacks: Gaussian noise, FGSM and PGD on the [0, 1] pixel scale for normalised models."""
 
+import copy
 import math
 
 import pytest
@@ -141,6 +142,43 @@ def test_fgsm_increases_the_loss_and_lowers_accuracy(trained):
     losses = [mean_loss(model, attacks.fgsm(model, X, y, data, eps), y) for eps in (0.02, 0.1, 0.3)]
     assert clean_loss < losses[0] < losses[1] < losses[2]
     assert attacks.accuracy_under_attack(model, X, y, "fgsm", data, eps=0.3) < clean_acc - 0.3
+
+
+def test_gradient_sign_is_the_cross_entropys_and_survives_a_saturated_softmax(trained):
+    """The attack direction is the sign of the cross-entropy's input gradient, computed in a way
+    that does not underflow: with logits scaled x40 (gaps of 100-250 between the top two), float32's softmax is exactly one-hot for
+    every example and the plain float32 gradient is exactly zero, while a float64 copy of the same
+    model, with the loss written without cancellation, still has the true (tiny) gradient. Our sign
+    must equal that float64 sign."""
+    model, data = trained
+    X, y = data.X_test[:100], data.y_test[:100]
+    direction = attacks._input_gradient_sign(model, X, y)
+    x = X.clone().requires_grad_(True)
+    (plain,) = torch.autograd.grad(F.cross_entropy(model(x), y, reduction="sum"), x)
+    assert torch.equal(direction, plain.sign())  # unsaturated net: the same as autograd's float32 sign
+
+    loud = nn.Sequential(model, nn.Linear(10, 10, bias=False))
+    with torch.no_grad():
+        loud[1].weight.copy_(40 * torch.eye(10))
+    x = X.clone().requires_grad_(True)
+    (plain32,) = torch.autograd.grad(F.cross_entropy(loud(x), y, reduction="sum"), x)
+    assert (plain32 == 0).all()  # float32's softmax is one-hot: the plain gradient vanished everywhere
+
+    # Reference: a float64 copy of the net and the cross-entropy written as log(1 + sum_j exp(z_j - z_y)),
+    # whose gradient has no cancellation (autograd's softmax - one_hot rounds p_y - 1 to 0 even in float64).
+    loud64 = copy.deepcopy(loud).double()
+    x64 = X.double().requires_grad_(True)
+    z = loud64(x64)
+    gaps = (z - z.gather(1, y.view(-1, 1))).masked_fill(F.one_hot(y, 10).bool(), float("-inf"))
+    (grad64,) = torch.autograd.grad(torch.log1p(gaps.exp().sum(1)).sum(), x64)
+    assert (grad64.flatten(1).abs().amax(1) > 0).all()
+    ours = attacks._input_gradient_sign(loud, X, y)
+    clear = grad64.abs() > 1e-5 * grad64.flatten(1).abs().amax(1).view(-1, 1, 1, 1)  # not a rounding tie
+    assert clear.float().mean() > 0.9
+    assert torch.equal(ours[clear], grad64.sign().float()[clear])
+    # and the attack bites: a plain float32 sign-gradient step would not move the input at all
+    clean = helpers.evaluate(loud, X, y)[1]
+    assert attacks.accuracy_under_attack(loud, X, y, "fgsm", data, eps=0.3) < clean - 0.3
 
 
 def test_pgd_is_at_least_as_strong_as_fgsm(trained):

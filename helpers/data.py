@@ -21,6 +21,7 @@ Where the data comes from, first that works:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import os
 import socket
@@ -107,6 +108,22 @@ class Data:
     def from_unit(self, X01: torch.Tensor) -> torch.Tensor:
         """Normalise inputs given on the [0, 1] pixel scale."""
         return (X01 - self.mean) / self.std
+
+    def holdout(self, n: int, *, seed: int = 0) -> "Data":
+        """A validation split of the training set: ``n`` training digits, drawn at random (fixed by
+        ``seed``), become the *test* set of the returned :class:`Data` and the others its training set.
+
+        Choose settings (a learning rate, say) on it, so that the real test digits are never used
+        to choose anything. The tensors stay on this Data's device; the normalisation is unchanged.
+        """
+        n_train = len(self.y_train)
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 < n < n_train:
+            raise ValueError(f"holdout n={n!r} must be an integer in 1..{n_train - 1} (this Data has {n_train:,} "
+                             "training digits), e.g. a sixth of them")
+        order = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed)).to(self.device)
+        val, rest = order[:n], order[n:]
+        return dataclasses.replace(self, X_train=self.X_train[rest], y_train=self.y_train[rest],
+                                   X_test=self.X_train[val], y_test=self.y_train[val])
 
     def __repr__(self) -> str:
         return (

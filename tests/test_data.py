@@ -71,6 +71,23 @@ def test_subset_is_stratified_and_deterministic(fake_mnist_root):
     assert torch.all((share_sub - share_full).abs() <= 1 / 1000 + 1e-12)
 
 
+def test_holdout_splits_the_training_set_and_never_touches_the_test_set(fake_mnist_root):
+    d = load_mnist(1000, 300, root=fake_mnist_root, flatten=True)
+    v = d.holdout(200, seed=3)
+    assert len(v.y_train) == 800 and len(v.y_test) == 200
+    assert (v.mean, v.std, v.source) == (d.mean, d.std, d.source)
+    # a partition of the training rows: every training row is in exactly one part, no test row in either
+    rows = {tuple(r.tolist()) + (int(c),) for r, c in zip(d.X_train, d.y_train)}
+    got = [tuple(r.tolist()) + (int(c),) for X, y in ((v.X_train, v.y_train), (v.X_test, v.y_test)) for r, c in zip(X, y)]
+    assert sorted(got) == sorted(tuple(r.tolist()) + (int(c),) for r, c in zip(d.X_train, d.y_train))
+    assert len(set(got)) == len(rows)
+    assert torch.equal(d.holdout(200, seed=3).y_test, v.y_test)  # fixed by the seed
+    assert not torch.equal(d.holdout(200, seed=4).y_test, v.y_test)
+    for bad in (0, 1000, -5, 2.5, True):
+        with pytest.raises(ValueError, match="holdout n="):
+            d.holdout(bad)
+
+
 def test_env_var_is_used(fake_mnist_root, monkeypatch):
     monkeypatch.setenv("BOOK_DATA_DIR", str(fake_mnist_root))
     assert load_mnist(10, 10).source == f"folder:{fake_mnist_root}"

@@ -17,14 +17,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from helpers.results import _jsonable, environment_info, write_json  # noqa: E402
+from helpers.results import _jsonable, environment_info, results_dir, write_json  # noqa: E402
 
 LOAD_AT_START = os.getloadavg()  # taken when the benchmark imports this module, before any timing
 
 
 def record_dir() -> Path:
-    base = os.environ.get("BOOK_RESULTS_DIR")
-    return (Path(base) if base else ROOT / "results") / "benchmarks"
+    """``results/benchmarks`` of this repository (wherever the benchmark is started from), or of ``BOOK_RESULTS_DIR``."""
+    return results_dir(repo=ROOT) / "benchmarks"
 
 
 def write_record(name: str, ratio: float | None, timings: dict[str, Any], settings: dict[str, Any],

@@ -41,11 +41,11 @@ def _repo_root() -> Path | None:
     return None
 
 
-def results_dir(profile: str = "paper") -> Path:
-    """``BOOK_RESULTS_DIR``, else ``<repo>/results`` (found from the working directory), else
-    ``./results``; smoke runs go to its ``smoke/`` subfolder."""
+def results_dir(profile: str = "paper", *, repo: Path | None = None) -> Path:
+    """``BOOK_RESULTS_DIR``, else ``<repo>/results`` (``repo`` found from the working directory
+    unless given), else ``./results``; smoke runs go to its ``smoke/`` subfolder."""
     base = os.environ.get("BOOK_RESULTS_DIR")
-    root = Path(base) if base else ((_repo_root() or Path.cwd()) / "results")
+    root = Path(base) if base else ((repo or _repo_root() or Path.cwd()) / "results")
     return root / "smoke" if profile == "smoke" else root
 
 

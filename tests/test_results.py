@@ -74,3 +74,21 @@ def test_default_folder_is_the_repository_results(monkeypatch):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     monkeypatch.chdir(os.path.join(root, "book"))
     assert results_dir() == __import__("pathlib").Path(root).resolve() / "results"
+
+
+def test_benchmark_records_go_to_this_repository_whatever_the_working_directory(monkeypatch, tmp_path):
+    """benchmarks/_record.py uses results_dir(repo=...): the repository of the file, not of the cwd;
+    BOOK_RESULTS_DIR still moves it."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("_record", root / "benchmarks" / "_record.py")
+    record = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(record)
+    monkeypatch.delenv("BOOK_RESULTS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)  # not inside any repository
+    assert results_dir() == tmp_path / "results"
+    assert record.record_dir() == root / "results" / "benchmarks"
+    monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path / "elsewhere"))
+    assert record.record_dir() == tmp_path / "elsewhere" / "benchmarks"

@@ -492,6 +492,7 @@ def test_labels_out_of_range_stop_with_a_clear_message():
         nn.CategoricalCrossentropy()(np.ones((3, 3)) / 3, labels[:3])
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the divergence this test provokes
 def test_too_large_learning_rate_stops_with_a_clear_message():
     X, Y, _ = _blobs()
     model = nn.SequentialModel([nn.Dense(4, 3, rng=0)])

@@ -77,10 +77,13 @@ def test_holdout_splits_the_training_set_and_never_touches_the_test_set(fake_mni
     assert len(v.y_train) == 800 and len(v.y_test) == 200
     assert (v.mean, v.std, v.source) == (d.mean, d.std, d.source)
     # a partition of the training rows: every training row is in exactly one part, no test row in either
-    rows = {tuple(r.tolist()) + (int(c),) for r, c in zip(d.X_train, d.y_train)}
-    got = [tuple(r.tolist()) + (int(c),) for X, y in ((v.X_train, v.y_train), (v.X_test, v.y_test)) for r, c in zip(X, y)]
-    assert sorted(got) == sorted(tuple(r.tolist()) + (int(c),) for r, c in zip(d.X_train, d.y_train))
-    assert len(set(got)) == len(rows)
+    def rows(*parts):
+        return [tuple(r.tolist()) + (int(c),) for X, y in parts for r, c in zip(X, y)]
+
+    before = rows((d.X_train, d.y_train))
+    got = rows((v.X_train, v.y_train), (v.X_test, v.y_test))
+    assert sorted(got) == sorted(before)
+    assert len(set(got)) == len(set(before))
     assert torch.equal(d.holdout(200, seed=3).y_test, v.y_test)  # fixed by the seed
     assert not torch.equal(d.holdout(200, seed=4).y_test, v.y_test)
     for bad in (0, 1000, -5, 2.5, True):

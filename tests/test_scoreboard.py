@@ -127,6 +127,8 @@ def test_settings_template():
     record = {"settings": {"epochs": 30, "seeds": [0, 1, 2], "lr": 0.001}}
     assert sb.fill_template("{settings.epochs} epochs, seeds {settings.seeds} ({settings.seeds|count}), lr "
                             "{settings.lr}", record) == "30 epochs, seeds 0, 1, 2 (3), lr 0.001"
+    assert sb.fill_template("{settings.seeds|seeds}", record) == "mean of seeds 0, 1, 2"
+    assert sb.fill_template("{settings.seeds|seeds}", {"settings": {"seeds": [4]}}) == "seed 4"
 
 
 # ----------------------------------------------------------------------------------------------- copies of the repo

@@ -171,14 +171,24 @@ def fmt_setting(value: Any) -> str:
     return str(value)
 
 
-_FIELD = re.compile(r"\{([^{}|]+)(?:\|(count))?\}")
+_FIELD = re.compile(r"\{([^{}|]+)(?:\|(count|seeds))?\}")
+
+
+def fmt_seeds(seeds: list) -> str:
+    """``[0]`` -> "seed 0"; ``[0, 1, 2]`` -> "mean of seeds 0, 1, 2" (our numbers are means over the seeds)."""
+    return f"seed {fmt_setting(seeds[0])}" if len(seeds) == 1 else f"mean of seeds {fmt_setting(seeds)}"
 
 
 def fill_template(template: str, record: dict[str, Any]) -> str:
-    """Replace every ``{path}`` (or ``{path|count}``) of ``template`` by the value in ``record``."""
+    """Replace every ``{path}`` (``{path|count}``: a list's length, ``{path|seeds}``: :func:`fmt_seeds`) of
+    ``template`` by the value in ``record``."""
     def one(m: re.Match) -> str:
         value = resolve(record, m.group(1).strip())
-        return str(len(value)) if m.group(2) == "count" else fmt_setting(value)
+        if m.group(2) == "count":
+            return str(len(value))
+        if m.group(2) == "seeds":
+            return fmt_seeds(value if isinstance(value, list) else [value])
+        return fmt_setting(value)
     return _FIELD.sub(one, template or "")
 
 

@@ -52,8 +52,9 @@ every other tensor (CUDA, MPS, bfloat16) uses ``torch.topk``. Both give the same
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -77,6 +78,7 @@ __all__ = [
     "KWinners2d",
     "update_boost_strength",
     "kwinners_modules",
+    "inference_factor",
     # duty-cycle diagnostics
     "binary_entropy",
     "duty_cycle_entropy",
@@ -358,6 +360,13 @@ class _KWinnersBase(nn.Module):
         self.register_buffer("duty_cycles", torch.zeros(n_duty))
         self.register_buffer("win_counts", torch.zeros(n_duty, dtype=torch.long))
 
+    def set_k_inference_factor(self, factor: float) -> None:
+        """Change how many units win in eval mode (k * factor, rounded, at most n); training is unaffected."""
+        if not _is_real(factor) or factor <= 0:
+            raise ValueError(f"k_inference_factor={factor!r} must be a positive finite number "
+                             f"(1.0 keeps k in eval mode; the paper uses 1.5)")
+        self.k_inference_factor = float(factor)
+
     # -- boosting
     def update_boost_strength(self) -> float:
         """Multiply the boost strength by ``boost_strength_factor``; call once per epoch. Returns the new value."""
@@ -426,6 +435,10 @@ class KWinners(_KWinnersBase):
         super().__init__(n, k, k_inference_factor, boost_strength, boost_strength_factor, duty_cycle_period, break_ties)
         self.n = int(n)
         self.k = resolve_k(k, self.n)
+        self.k_inference = inference_k(self.k, self.k_inference_factor, self.n)
+
+    def set_k_inference_factor(self, factor: float) -> None:
+        super().set_k_inference_factor(factor)
         self.k_inference = inference_k(self.k, self.k_inference_factor, self.n)
 
     @property
@@ -522,6 +535,35 @@ class KWinners2d(_KWinnersBase):
 def kwinners_modules(model: nn.Module) -> list[_KWinnersBase]:
     """Every :class:`KWinners` / :class:`KWinners2d` inside ``model`` (including ``model`` itself)."""
     return [m for m in model.modules() if isinstance(m, _KWinnersBase)]
+
+
+@contextlib.contextmanager
+def inference_factor(model: nn.Module, factor: float) -> Iterator[list[_KWinnersBase]]:
+    """Score ``model`` with another k-inference factor for the duration of a ``with`` block.
+
+    Every k-winners module of ``model`` lets ``round(k * factor)`` units (at most n) win in eval
+    mode inside the block; on leaving it, even by an exception, each module's own factor and
+    ``k_inference`` come back exactly as they were. Training-mode behaviour is not touched.
+    Yields the modules. A model without k-winners modules is an error (the block would score
+    the model unchanged without saying so)::
+
+        with sparse.inference_factor(net, 1.5):
+            acc = helpers.evaluate(net, X, y)[1]
+    """
+    modules = kwinners_modules(model)
+    if not modules:
+        raise ValueError(f"{type(model).__name__} has no KWinners or KWinners2d module: there is no k-inference "
+                         f"factor to change")
+    saved = [(m.k_inference_factor, getattr(m, "k_inference", None)) for m in modules]
+    try:
+        for m in modules:
+            m.set_k_inference_factor(factor)
+        yield modules
+    finally:
+        for m, (f, k_inf) in zip(modules, saved):
+            m.k_inference_factor = f
+            if k_inf is not None:
+                m.k_inference = k_inf
 
 
 def update_boost_strength(model: nn.Module) -> int:

@@ -301,6 +301,51 @@ def test_boost_strength_decays_once_per_call_on_every_module():
     assert sparse.update_boost_strength(nn.Linear(2, 2)) == 0
 
 
+# --------------------------------------------------------------------------- a temporary k-inference factor
+def test_inference_factor_changes_eval_winners_inside_the_block_only():
+    net = nn.Sequential(KWinners(10, 2, k_inference_factor=1.0, boost_strength=0.0), nn.Identity(),
+                        KWinners(10, 4, k_inference_factor=1.0, boost_strength=0.0)).eval()
+    x = torch.arange(1.0, 11.0).repeat(3, 1)  # the largest values are the last units
+    assert (net(x) != 0).sum(1).tolist() == [2, 2, 2]
+    with sparse.inference_factor(net, 2.0) as modules:
+        assert modules == [net[0], net[2]]
+        assert [m.k_inference for m in modules] == [4, 8] and [m.k for m in modules] == [2, 4]
+        assert (net[0](x) != 0).sum(1).tolist() == [4, 4, 4]
+        assert torch.equal(net[0](x)[0], torch.tensor([0.0] * 6 + [7.0, 8.0, 9.0, 10.0]))
+        assert (net(x) != 0).sum(1).tolist() == [4, 4, 4]  # 4 of the first layer's winners pass (8 allowed)
+    assert [m.k_inference for m in modules] == [2, 4] and [m.k_inference_factor for m in modules] == [1.0, 1.0]
+    assert (net(x) != 0).sum(1).tolist() == [2, 2, 2]
+
+
+def test_inference_factor_caps_at_n_covers_2d_and_restores_after_an_exception():
+    m1, m2 = KWinners(5, 2, k_inference_factor=1.5), KWinners2d(2, 3, k_inference_factor=1.0)
+    net = nn.ModuleList([m1, m2])
+    with pytest.raises(RuntimeError, match="inside"):
+        with sparse.inference_factor(net, 10.0):
+            assert m1.k_inference == 5  # k * 10 = 20, capped at n = 5
+            assert m2.ks(2, 2) == (8, 3, 8)
+            assert (m2.eval()(torch.randn(1, 2, 2, 2)) != 0).sum() == 8
+            raise RuntimeError("inside")
+    assert m1.k_inference == 3 and m1.k_inference_factor == 1.5
+    assert m2.k_inference_factor == 1.0 and m2.ks(2, 2) == (8, 3, 3)
+
+
+def test_inference_factor_keeps_a_hand_set_k_inference_and_refuses_bad_input():
+    m = KWinners(10, 2)
+    m.k_inference = 7  # set by hand, not from the factor
+    with sparse.inference_factor(m, 1.0):
+        assert m.k_inference == 2
+    assert m.k_inference == 7
+    for bad in (0, -1.0, float("nan"), "2"):
+        with pytest.raises(ValueError, match="k_inference_factor"):
+            with sparse.inference_factor(m, bad):
+                pass
+        assert m.k_inference == 7 and m.k_inference_factor == 1.5
+    with pytest.raises(ValueError, match="no KWinners"):
+        with sparse.inference_factor(nn.Linear(3, 3), 1.5):
+            pass
+
+
 def test_state_dict_round_trip_keeps_duty_cycles_and_boost_strength():
     m = KWinners(5, 2)
     m(torch.randn(3, 5))

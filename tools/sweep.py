@@ -337,33 +337,63 @@ class Sweep:
 
     def execute(self, todo: list[dict], jobs: int) -> None:
         """Run ``todo``, at most ``jobs`` at a time; Ctrl-C (or SIGTERM) stops every running run."""
-        pending, running = list(todo), {}
-        done = failed = 0
+        failed = 0
+
+        def started(run, n_running):
+            print(f"{self.stamp()} start {run['id']} (run {run['index'] + 1} of {len(self.runs)}; "
+                  f"{n_running} running)", flush=True)
+            self.write_sweep()
+
+        def ended(run, returncode, done):
+            nonlocal failed
+            self.finish(run, returncode)
+            failed += run["status"] != "ok"
+            self.report(run, done, failed, len(todo))
+            self.write_sweep()
+
+        def stopped(run, returncode):
+            self.finish(run, returncode, stopped=True)
+
         try:
-            while pending or running:
-                while pending and len(running) < jobs:
-                    run = pending.pop(0)
-                    running[run["index"]] = (run, self.start(run))
-                    print(f"{self.stamp()} start {run['id']} (run {run['index'] + 1} of {len(self.runs)}; "
-                          f"{len(running)} running)", flush=True)
-                    self.write_sweep()
-                time.sleep(0.2)
-                for index, (run, proc) in list(running.items()):
-                    if proc.poll() is None:
-                        continue
-                    del running[index]
-                    self.finish(run, proc.returncode)
-                    done += 1
-                    failed += run["status"] != "ok"
-                    self.report(run, done, failed, len(todo))
-                    self.write_sweep()
+            run_parallel(todo, jobs, self.start, started, ended, stopped)
         except KeyboardInterrupt:
-            for run, proc in running.values():
-                self.finish(run, _stop(proc), stopped=True)
-            for run in pending:
-                run["status"] = "not run"
+            for run in todo:
+                run.setdefault("status", "not run")
             self.write_sweep()
             raise
+
+
+def run_parallel(todo: list, jobs: int, start, started=None, ended=None, stopped=None) -> None:
+    """The scheduler: ``start(item) -> Popen`` for each item, at most ``jobs`` processes at once.
+
+    ``started(item, n_running)`` after a start, ``ended(item, returncode, n_done)`` when a process
+    exits; on Ctrl-C (or SIGTERM, see ``_sigterm``) every running process group is stopped,
+    ``stopped(item, returncode)`` is called for each, and KeyboardInterrupt propagates.
+    """
+    pending, running = list(todo), []
+    done = 0
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                item = pending.pop(0)
+                running.append((item, start(item)))
+                if started:
+                    started(item, len(running))
+            time.sleep(0.2)
+            for pair in list(running):
+                item, proc = pair
+                if proc.poll() is None:
+                    continue
+                running.remove(pair)
+                done += 1
+                if ended:
+                    ended(item, proc.returncode, done)
+    except KeyboardInterrupt:
+        for item, proc in running:
+            code = _stop(proc)
+            if stopped:
+                stopped(item, code)
+        raise
 
 
 def _stop(proc: subprocess.Popen) -> int:

@@ -14,14 +14,23 @@
 
 3. MathJax is served from the book itself, not from a CDN, when the PyPI package
    ``django-static-mathjax`` (MathJax 3's files, no dependencies) is installed: the
-   self-contained ``tex-svg.js`` bundle (fonts included) is copied to
-   ``_static/mathjax/``. Without that package Sphinx's default CDN is used.
+   ``tex-svg.js`` bundle (fonts included) is copied to ``_static/mathjax/`` together
+   with MathJax's TeX extensions, ``input/tex/extensions/*.js`` (about 0.5 MB), laid
+   out as MathJax expects them beside the bundle. The bundle holds only the base, ams,
+   newcommand, noundefined, require, configmacros and autoload packages; autoload
+   fetches any other package the first time a page uses one of its macros (e.g.
+   ``\boldsymbol`` -> ``input/tex/extensions/boldsymbol.js``). Without that file the
+   request is a 404 and MathJax stops typesetting the whole page, leaving raw TeX in
+   every formula (chapters 4 and 6). Serving the extensions keeps the bundle's default
+   set of packages and lets any macro work offline. Without the package Sphinx's
+   default CDN is used (and the book is no longer offline).
 """
 
 import shutil
 from pathlib import Path
 
 _MATHJAX_BUNDLE = "tex-svg.js"
+_TEX_EXTENSIONS = Path("input", "tex", "extensions")  # loaded on demand, relative to the bundle
 
 
 def _mathjax_files():
@@ -31,7 +40,7 @@ def _mathjax_files():
         return None
     for folder in getattr(mathjax, "__path__", []):
         es5 = Path(folder) / "static" / "mathjax" / "es5"
-        if (es5 / _MATHJAX_BUNDLE).exists():
+        if (es5 / _MATHJAX_BUNDLE).exists() and (es5 / _TEX_EXTENSIONS).is_dir():
             return es5
     return None
 
@@ -48,6 +57,7 @@ def _copy_mathjax(app, exception):
     target = Path(app.outdir) / "_static" / "mathjax"
     target.mkdir(parents=True, exist_ok=True)
     shutil.copy2(es5 / _MATHJAX_BUNDLE, target / _MATHJAX_BUNDLE)
+    shutil.copytree(es5 / _TEX_EXTENSIONS, target / _TEX_EXTENSIONS, dirs_exist_ok=True)
     licence = es5.parent / "LICENSE"
     if licence.exists():
         shutil.copy2(licence, target / "LICENSE")

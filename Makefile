@@ -3,7 +3,7 @@ PYTHON ?= python3
 CHAPTER ?=
 ARGS ?=
 
-.PHONY: setup setup-browser book test test-unit test-notebooks reproduce sweep scoreboard bench clean
+.PHONY: setup setup-browser book test test-unit test-notebooks reproduce runs sweep scoreboard bench clean
 
 setup:  ## install the pinned environment and the helpers (editable) into $(PYTHON)
 	$(PYTHON) -m pip install --quiet -r requirements.txt -e .
@@ -26,6 +26,9 @@ test-notebooks:  ## chapters in the smoke profile (CHAPTER=... for one)
 
 reproduce:  ## chapters in the paper profile, in place (CHAPTER=..., ARGS='-y "seeds: [0]"')
 	$(PYTHON) tools/reproduce.py $(CHAPTER) $(ARGS)
+
+runs:  ## a chapter's run records: train the missing ones in parallel (CHAPTER=..., ARGS=--list / --print)
+	$(PYTHON) tools/runs.py $(CHAPTER) $(ARGS)
 
 sweep:  ## a chapter over seeds / settings, runs in parallel (CHAPTER=..., ARGS='--grid seed=0,1,2 -p profile smoke')
 	$(PYTHON) tools/sweep.py $(CHAPTER) $(ARGS)

@@ -639,6 +639,68 @@ def ratios_table(repo: Repo, reg: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def run_records(repo: Repo) -> dict[str, list[dict[str, Any]]]:
+    """The committed run records (``results/runs/<chapter>/*.json``), by chapter."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted((repo.results / "runs").glob("*/*.json")):
+        rec = load_json(path)
+        if rec is not None:
+            out.setdefault(path.parent.name, []).append(rec)
+    return out
+
+
+def cost_table(repo: Repo, style: str) -> str:
+    """Per chapter: the paper-profile run's wall time plus the CPU time of its run records."""
+    records = run_records(repo)
+    head = ["Ch.", "Paper-profile notebook run, h:mm", "Run records", "Their CPU time, h:mm",
+            "Whole paper profile, CPU-hours"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for stem in repo.chapters():
+        rec = load_json(repo.results_file(stem)) or {}
+        recs = records.get(stem, [])
+        cpu = sum(r.get("cpu_s") or 0 for r in recs)
+        wall = rec.get("wall_time_s")
+        threads = rec.get("cpu_threads") or 1
+        total = (cpu + (wall or 0) * threads) / 3600 if (recs or wall) else None
+        lines.append("| " + " | ".join(cell(x) for x in (
+            chapter_label(stem, style), hmm(wall), f"{len(recs)}" if recs else "—", hmm(cpu) if recs else "—",
+            f"{total:.1f}" if total is not None else "—")) + " |")
+    return "\n".join(lines)
+
+
+def records_table(repo: Repo, style: str) -> str:
+    """One row per committed run record: what it cost and where it was made."""
+    head = ["Ch.", "Run", "Epochs run", "CPU time, h:mm", "Wall time, h:mm", "Threads", "Device",
+            "Finished (UTC)", "Commit"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for stem, recs in run_records(repo).items():
+        for r in recs:
+            commit = (r.get("git_commit") or "?")[:7] + (" (uncommitted changes)" if r.get("git_dirty") else "")
+            lines.append("| " + " | ".join(cell(x) for x in (
+                chapter_label(stem, style), f"`{r.get('name')}`", r.get("epochs_run", "—"), hmm(r.get("cpu_s")),
+                hmm(r.get("wall_s")), r.get("threads", "—"), r.get("device", "—"),
+                (r.get("finished_utc") or "—").replace("T", " ").replace("+00:00", ""), commit)) + " |")
+    return "\n".join(lines) if len(lines) > 2 else "No run records yet."
+
+
+def throughput_table(repo: Repo) -> str:
+    """The training-step throughput benchmark: each net's step against the same matrix products."""
+    rec = load_json(repo.benchmark_file("bench_throughput"))
+    if rec is None:
+        return "Not measured yet: `python benchmarks/bench_throughput.py`."
+    head = ["Network and step", "Step, ms", "Its matrix products alone, ms", "Efficiency (products / step)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, n in rec.get("nets", {}).items():
+        lines.append("| " + " | ".join(cell(x) for x in (
+            name, f"{n['step_ms']:.2f}", f"{n['matmul_ms']:.2f}", f"{n['efficiency']:.2f}")) + " |")
+    rate = rec.get("matmul_gflops")
+    intro = (f"Measured at {rec.get('threads', 1)} thread(s)"
+             + (f"; a plain 1000×1000 matrix product runs at {rate:.0f} GFLOP/s here" if rate else "")
+             + f"; lowest efficiency of the MLPs: {rec.get('min_mlp_efficiency', float('nan')):.2f} "
+             "(our target ≥ 0.7: the book's long runs are made of these steps).")
+    return intro + "\n\n" + "\n".join(lines)
+
+
 def performance_block(repo: Repo, reg: dict[str, Any], style: str) -> str:
     return "\n".join([
         "**Paper-profile runs** (the run whose outputs the book shows; `wall_time_s` of its results file):", "",
@@ -667,6 +729,17 @@ def performance_page(repo: Repo, reg: dict[str, Any]) -> str:
         "benchmarks (`benchmarks/`, not part of the tests) write `results/benchmarks/<name>.json` with their "
         "timings, settings, load average and package versions.", "",
         full_width(ratios_table(repo, reg)), "",
+        "## What the paper profiles cost", "",
+        "A chapter's heavy experiments are grids of *run records* (`results/runs/<chapter>/`), trained with "
+        "`make runs CHAPTER=<stem>` before the chapter's own run, which loads them. Its whole cost is the "
+        "notebook's wall time times its threads plus the CPU time of its records.", "",
+        full_width(cost_table(repo, "book")), "",
+        "### Every run record", "",
+        full_width(records_table(repo, "book")), "",
+        "## Training throughput", "",
+        "How close one training step comes to the time of the matrix products it is made of, measured in one "
+        "process (`benchmarks/bench_throughput.py`).", "",
+        throughput_table(repo), "",
         generated_note("`results/*.json`, `results/benchmarks/*.json` and the notebooks' injected parameters"), "",
     ])
 

@@ -221,3 +221,26 @@ def test_every_grid_default_is_its_chapter_parameter_default():
                 assert name in defaults, f"{chapter}: the grid reads {name}, not a chapter parameter"
                 assert defaults[name] == value, f"{chapter}: {name} is {defaults[name]!r} in the chapter, " \
                                                 f"{value!r} in the grid"
+
+
+def test_the_scheduler_runs_at_most_jobs_at_once_and_reports_progress():
+    sys.path.insert(0, str(ROOT / "tools"))
+    import sweep
+
+    events, ticks, peak = [], [], [0]
+    running = set()
+
+    def start(i):
+        running.add(i)
+        peak[0] = max(peak[0], len(running))
+        return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.6)"])
+
+    def ended(i, code, n_done):
+        running.discard(i)
+        events.append((i, code, n_done))
+
+    sweep.run_parallel([0, 1, 2], 2, start, ended=ended, tick=lambda items: ticks.append(list(items)),
+                       tick_s=0.1)
+    assert sorted(e[0] for e in events) == [0, 1, 2] and all(e[1] == 0 for e in events)
+    assert [e[2] for e in events] == [1, 2, 3] and peak[0] == 2
+    assert ticks and all(1 <= len(t) <= 2 for t in ticks)

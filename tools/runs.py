@@ -202,10 +202,14 @@ def _main(args) -> int:
     def stopped(item, code):
         print(f"{stamp()} stopped {item['spec'].name}; its checkpoint keeps the last finished epoch", flush=True)
 
+    def tick(running):
+        for item in running:
+            print(f"{stamp()}   {last_line(item['log']) or item['spec'].name + ': starting'}", flush=True)
+
     signal.signal(signal.SIGTERM, sweep._sigterm)
     print(f"== training {len(items)} run(s), {jobs} at a time, {args.threads} thread(s) each", flush=True)
     try:
-        sweep.run_parallel(items, jobs, start, started, ended, stopped)
+        sweep.run_parallel(items, jobs, start, started, ended, stopped, tick, tick_s=120)
     except KeyboardInterrupt:
         print("== interrupted: run the same command again to resume", flush=True)
         return 130

@@ -363,15 +363,18 @@ class Sweep:
             raise
 
 
-def run_parallel(todo: list, jobs: int, start, started=None, ended=None, stopped=None) -> None:
+def run_parallel(todo: list, jobs: int, start, started=None, ended=None, stopped=None, tick=None,
+                 tick_s: float = 60.0) -> None:
     """The scheduler: ``start(item) -> Popen`` for each item, at most ``jobs`` processes at once.
 
     ``started(item, n_running)`` after a start, ``ended(item, returncode, n_done)`` when a process
-    exits; on Ctrl-C (or SIGTERM, see ``_sigterm``) every running process group is stopped,
-    ``stopped(item, returncode)`` is called for each, and KeyboardInterrupt propagates.
+    exits; ``tick(running_items)`` every ``tick_s`` seconds while processes run; on Ctrl-C (or
+    SIGTERM, see ``_sigterm``) every running process group is stopped, ``stopped(item, returncode)``
+    is called for each, and KeyboardInterrupt propagates.
     """
     pending, running = list(todo), []
     done = 0
+    last_tick = time.perf_counter()
     try:
         while pending or running:
             while pending and len(running) < jobs:
@@ -388,6 +391,9 @@ def run_parallel(todo: list, jobs: int, start, started=None, ended=None, stopped
                 done += 1
                 if ended:
                     ended(item, proc.returncode, done)
+            if tick and running and time.perf_counter() - last_tick >= tick_s:
+                last_tick = time.perf_counter()
+                tick([item for item, _ in running])
     except KeyboardInterrupt:
         for item, proc in running:
             code = _stop(proc)

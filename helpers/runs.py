@@ -292,6 +292,16 @@ def _git_dirty() -> bool | None:
     return bool(out.stdout.strip()) if out.returncode == 0 else None
 
 
+def _source_sha256(fn: Callable) -> str | None:
+    """SHA-256 (first 16 hex digits) of the source file that defines ``fn``."""
+    import inspect
+
+    try:
+        return hashlib.sha256(Path(inspect.getsourcefile(fn)).read_bytes()).hexdigest()[:16]
+    except (TypeError, OSError):
+        return None
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -425,12 +435,13 @@ def train(spec: RunSpec, *, device: str | torch.device = "cpu", threads: int | N
     if threads is not None:
         torch.set_num_threads(threads)
     ctx = RunContext(spec, device, threads, verbose=verbose)
+    # what ran: the checkout and the trainer's source as they are when the run starts
+    env, dirty, source_sha = environment_info(device), _git_dirty(), _source_sha256(fn)
     started, wall0, cpu0 = _now(), time.perf_counter(), _cpu_seconds()
     if verbose:
         print(f"  {spec.name}: training ({spec.trainer}, {torch.get_num_threads()} thread(s), {device})", flush=True)
     metrics = fn(dict(spec.config), ctx)
     wall, cpu = time.perf_counter() - wall0, _cpu_seconds() - cpu0
-    env = environment_info(device)
     record = {
         "record_version": RECORD_VERSION,
         "chapter": spec.chapter,
@@ -454,7 +465,8 @@ def train(spec: RunSpec, *, device: str | torch.device = "cpu", threads: int | N
         "platform": env["platform"],
         "versions": env["versions"],
         "git_commit": env["git_commit"],
-        "git_dirty": _git_dirty(),
+        "git_dirty": dirty,
+        "trainer_source_sha256": source_sha,
         "started_utc": started,
         "finished_utc": _now(),
     }

@@ -52,6 +52,7 @@ def test_a_missing_run_is_trained_and_its_record_has_every_field(places, capsys)
     path = places / "results" / "smoke" / "runs" / "99_runs_test" / "tiny.json"
     assert path.exists() and json.loads(path.read_text()) == record
     for key in ("config", "curves", "metrics", "wall_s", "cpu_s", "device", "threads", "versions", "git_commit",
+                "git_dirty", "trainer_source_sha256",
                 "fingerprint", "trainer", "numerics", "data", "started_utc", "finished_utc"):
         assert key in record, key
     assert record["config"] == s.config and record["trainer"] == TRAINER and record["numerics"] == "1"

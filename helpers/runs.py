@@ -302,6 +302,26 @@ def _source_sha256(fn: Callable) -> str | None:
         return None
 
 
+def cpu_info() -> dict:
+    """The CPU's model name and the instruction set PyTorch's kernels use on it: two machines that
+    agree on these (and on the package versions) compute bit-identical CPU runs."""
+    model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import platform
+
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except AttributeError:  # older PyTorch
+        capability = None
+    return {"model": model or platform.processor() or platform.machine(), "capability": capability}
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -467,6 +487,7 @@ def train(spec: RunSpec, *, device: str | torch.device = "cpu", threads: int | N
         "git_commit": env["git_commit"],
         "git_dirty": dirty,
         "trainer_source_sha256": source_sha,
+        "cpu": cpu_info(),
         "started_utc": started,
         "finished_utc": _now(),
     }

@@ -27,17 +27,13 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_record.py, also when loaded by path from a notebook
-import helpers  # noqa: E402
-from helpers.data import NORMALIZATIONS  # noqa: E402
-
-from _record import write_record  # noqa: E402  (benchmarks/_record.py)
+import helpers
+from helpers.data import NORMALIZATIONS
+from helpers.results import start_benchmark
 
 BATCH = 64
 
@@ -74,6 +70,7 @@ def textbook_loader(root: str):
 
 
 def main() -> int:
+    record = start_benchmark(__file__)  # notes the load average before any timing
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="epochs per path (alternating)")
     parser.add_argument("--adam", choices=("fused", "default"), default="fused",
@@ -119,11 +116,11 @@ def main() -> int:
         print(f"{k:8s}: median epoch {med[k]:.2f} s; test acc {statistics.mean(accs[k]):.4f} "
               f"(range {min(accs[k]):.4f}-{max(accs[k]):.4f})")
     print(f"RATIO textbook / tensor epoch time: {ratio:.2f}x  (target >= 4x)")
-    write_record("bench_data_pipeline", ratio,
-                 {"median_epoch_s": med, "epoch_s": times, "test_acc": accs, "tensor_one_off_load_s": load_s},
-                 {"repeats": args.repeats, "adam": args.adam, "threads": torch.get_num_threads(), "batch_size": BATCH,
-                  "model": "784-1000-10 ReLU MLP", "n_train": len(data.y_train)},
-                 ratio_means="median epoch time, torchvision DataLoader path / helpers tensor path")
+    record.save(ratio,
+                {"median_epoch_s": med, "epoch_s": times, "test_acc": accs, "tensor_one_off_load_s": load_s},
+                {"repeats": args.repeats, "adam": args.adam, "threads": torch.get_num_threads(), "batch_size": BATCH,
+                 "model": "784-1000-10 ReLU MLP", "n_train": len(data.y_train)},
+                ratio_means="median epoch time, torchvision DataLoader path / helpers tensor path")
     return 0
 
 

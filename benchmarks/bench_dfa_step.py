@@ -22,16 +22,12 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_record.py, also when loaded by path from a notebook
-from helpers import dfa  # noqa: E402
-
-from _record import write_record  # noqa: E402  (benchmarks/_record.py)
+from helpers import dfa
+from helpers.results import start_benchmark
 
 BATCH = 64
 
@@ -84,6 +80,7 @@ def bench(sizes: list[int], steps: int, rounds: int) -> dict[str, float]:
 
 
 def main(argv=None) -> int:
+    record = start_benchmark(__file__)  # notes the load average before any timing
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", nargs="+", default=["784-400-400-400-10", "784-240-240-240-240-240-240-240-10",
                                                   "784-800-10", "784-800-800-10", "784-50-50-50-10"])
@@ -103,10 +100,10 @@ def main(argv=None) -> int:
         per_arch[arch] = {"step_s_median": t, "dfa_vs_bp": t["dfa"] / t["bp"], "fa_vs_bp": t["fa"] / t["bp"]}
         print(f"{arch:<36} {t['bp'] * 1e3:7.2f} {t['dfa'] * 1e3:7.2f} {t['fa'] * 1e3:7.2f} "
               f"{t['dfa'] / t['bp']:7.3f} {t['fa'] / t['bp']:7.3f} {t['bp'] * 60000 / BATCH:10.1f}", flush=True)
-    write_record("bench_dfa_step", per_arch[args.arch[0]]["dfa_vs_bp"], per_arch,
-                 {"arch": args.arch, "steps": args.steps, "rounds": args.rounds, "threads": torch.get_num_threads(),
-                  "batch_size": BATCH},
-                 ratio_means=f"median step time, DFA / backprop, first architecture ({args.arch[0]})")
+    record.save(per_arch[args.arch[0]]["dfa_vs_bp"], per_arch,
+                {"arch": args.arch, "steps": args.steps, "rounds": args.rounds, "threads": torch.get_num_threads(),
+                 "batch_size": BATCH},
+                ratio_means=f"median step time, DFA / backprop, first architecture ({args.arch[0]})")
     return 0
 
 

@@ -33,19 +33,16 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_record.py, also when loaded by path from a notebook
-import helpers  # noqa: E402
-from helpers import local_errors as le  # noqa: E402
-
-from _record import write_record  # noqa: E402  (benchmarks/_record.py)
+import helpers
+from helpers import local_errors as le
+from helpers.results import start_benchmark
 
 
 def main(argv=None) -> int:
+    record = start_benchmark(__file__)  # notes the load average before any timing
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--epochs", type=int, default=1, help="epochs timed per case (the median is used)")
@@ -101,12 +98,12 @@ def main(argv=None) -> int:
             estimates[what] = {"seed0_s": seed0, "extra_seeds_s": extra, "total_s": seed0 + extra}
             print(f"estimate ({what}): seed 0 ({E} epochs each) {seed0 / 60:.0f} min, {k} extra seed(s) at {T} "
                   f"epochs {extra / 60:.0f} min, total {(seed0 + extra) / 60:.0f} min of training")
-    write_record("bench_local_errors", None,
-                 {"epoch_wall_s": t, "epoch_cpu_s": cpu, "paper_run_estimate": estimates},
-                 {"threads": torch.get_num_threads(), "epochs": args.epochs, "paper_epochs": args.paper_epochs,
-                  "extra_seeds": args.extra_seeds, "table_epochs": args.table_epochs, "cases": cases,
-                  "n_train": len(data.y_train), "n_test": len(data.y_test)},
-                 ratio_means="no ratio: epoch times per case, scaled to 60,000 digits")
+    record.save(None,
+                {"epoch_wall_s": t, "epoch_cpu_s": cpu, "paper_run_estimate": estimates},
+                {"threads": torch.get_num_threads(), "epochs": args.epochs, "paper_epochs": args.paper_epochs,
+                 "extra_seeds": args.extra_seeds, "table_epochs": args.table_epochs, "cases": cases,
+                 "n_train": len(data.y_train), "n_test": len(data.y_test)},
+                ratio_means="no ratio: epoch times per case, scaled to 60,000 digits")
     return 0
 
 

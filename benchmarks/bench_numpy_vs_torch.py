@@ -24,18 +24,14 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_record.py, also when loaded by path from a notebook
-import helpers  # noqa: E402
-from helpers import numpy_nn as nn  # noqa: E402
-
-from _record import write_record  # noqa: E402  (benchmarks/_record.py)
+import helpers
+from helpers import numpy_nn as nn
+from helpers.results import start_benchmark
 
 
 def numpy_model(dtype, seed: int) -> nn.SequentialModel:
@@ -62,6 +58,7 @@ def torch_model(np_model: nn.SequentialModel, dtype: torch.dtype) -> torch.nn.Se
 
 
 def main(argv=None) -> int:
+    record = start_benchmark(__file__)  # notes the load average before any timing
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per framework")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -115,11 +112,11 @@ def main(argv=None) -> int:
     print(f"median epoch: numpy {statistics.median(times['numpy']):.2f} s, "
           f"pytorch {statistics.median(times['pytorch']):.2f} s")
     print(f"NumPy / PyTorch epoch-time ratio: {ratio:.2f}")
-    write_record("bench_numpy_vs_torch", ratio,
-                 {"median_epoch_s": {k: statistics.median(v) for k, v in times.items()}, "epoch_s": times},
-                 {"epochs": args.epochs, "dtype": args.dtype, "batch_size": bs, "threads": args.threads or "default",
-                  "n_train": len(X), "data_source": data.source, "seed": args.seed},
-                 ratio_means="median epoch time, NumPy framework / PyTorch")
+    record.save(ratio,
+                {"median_epoch_s": {k: statistics.median(v) for k, v in times.items()}, "epoch_s": times},
+                {"epochs": args.epochs, "dtype": args.dtype, "batch_size": bs, "threads": args.threads or "default",
+                 "n_train": len(X), "data_source": data.source, "seed": args.seed},
+                ratio_means="median epoch time, NumPy framework / PyTorch")
     return 0
 
 

@@ -47,6 +47,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Iterable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -61,6 +62,7 @@ __all__ = [
     "local_losses",
     "layer_representations",
     "layer_accuracies",
+    "layer_saturation",
     "train_greedy",
     "train_simultaneous",
     "train_backprop",
@@ -294,6 +296,58 @@ def layer_accuracies(net: LocalErrorNet, X: torch.Tensor, y: torch.Tensor, *,
     return [int(c) / len(X) for c in correct]
 
 
+@torch.no_grad()
+def layer_saturation(net: LocalErrorNet, X: torch.Tensor, y: torch.Tensor, *,
+                     batch_size: int = 2000) -> list[dict[str, float]]:
+    """How saturated each layer's softmax is on (X, y), read through the layer's own readout.
+
+    For every layer, with ``z`` the class scores of its readout and ``m = z_y - max_{j != y} z_j``
+    each example's *margin* (negative when the example is misclassified):
+
+    - ``zero_loss``: fraction of examples whose cross-entropy, computed as in training
+      (``F.cross_entropy`` in the network's dtype), is exactly 0.0. The loss of a correctly
+      classified example is ``log(1 + s)`` with ``s = sum_{j != y} exp(z_j - z_y)``, computed
+      as ``(z_y + log(sum_j exp(z_j - z_y))) - z_y``; in float32 the sum rounds back to ``z_y``
+      once ``s`` is below half the float32 spacing at ``|z_y|`` (``2^-24 |z_y|`` for scores
+      above 1): with nine wrong classes and a score of 17 that is a margin of 17 or more. The
+      gradient with respect to the scores is then at most ``s``: such an example no longer
+      moves the weights;
+    - ``median_margin`` and ``min_margin``: the median (``numpy.median``) and smallest margin;
+    - ``mean_loss``: the mean cross-entropy (as ``helpers.evaluate`` reports it).
+
+    Returns one dict per layer (layer 1 first). The network is run in eval mode and put back.
+    """
+    if len(X) != len(y):
+        raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
+    if len(X) == 0:
+        raise ValueError("X is empty: the saturation of zero examples is undefined")
+    device = _device_of(net)
+    was_training = net.training
+    net.eval()
+    zero = torch.zeros(net.depth, dtype=torch.long)
+    loss_sum = torch.zeros(net.depth, dtype=torch.float64)
+    margins: list[list[torch.Tensor]] = [[] for _ in range(net.depth)]
+    try:
+        for start in range(0, len(X), batch_size):
+            xb = X[start : start + batch_size].to(device)
+            yb = y[start : start + batch_size].to(device)
+            for l, z in enumerate(net.layer_logits(xb)):
+                loss = F.cross_entropy(z, yb, reduction="none")
+                zero[l] += int((loss == 0).sum())
+                loss_sum[l] += float(loss.double().sum())
+                true = z.gather(1, yb[:, None])[:, 0]
+                other = z.scatter(1, yb[:, None], float("-inf")).max(1).values
+                margins[l].append((true - other).double().cpu())
+    finally:
+        net.train(was_training)
+    out = []
+    for l in range(net.depth):
+        m = torch.cat(margins[l])
+        out.append({"zero_loss": int(zero[l]) / len(X), "median_margin": float(np.median(m.numpy())),
+                    "min_margin": float(m.min()), "mean_loss": float(loss_sum[l]) / len(X)})
+    return out
+
+
 # --------------------------------------------------------------------------- training
 def _check_training_args(epochs, lr, batch_size):
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
@@ -302,6 +356,21 @@ def _check_training_args(epochs, lr, batch_size):
         raise ValueError(f"lr={lr!r} must be a positive finite number, e.g. 1e-3")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} must be a positive integer, e.g. 64")
+
+
+def _check_start_epoch(start_epoch, epochs):
+    if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or not 0 <= start_epoch <= epochs:
+        raise ValueError(
+            f"start_epoch={start_epoch!r} must be an integer from 0 to epochs={epochs}: the number of "
+            "epochs already done by the run being resumed (0 for a fresh start)"
+        )
+
+
+def _offset(on_epoch_end: Callable | None, start_epoch: int) -> Callable | None:
+    """``on_epoch_end`` called with epoch numbers counted from the start of the whole run."""
+    if on_epoch_end is None:
+        return None
+    return lambda epoch, history: on_epoch_end(start_epoch + epoch, history)
 
 
 def _frozen_data(data: Data, H_train: torch.Tensor, H_test: torch.Tensor, what: str) -> Data:
@@ -321,6 +390,8 @@ def train_greedy(
     generator: torch.Generator | None = None,
     representation_batch_size: int = 2000,
     on_epoch_end: Callable | None = None,
+    start_epoch: int = 0,
+    on_optimizer: Callable | None = None,
 ) -> dict[int, dict[str, list[float]]]:
     """Greedy layer-wise training: each layer alone through its fixed readout, earlier layers frozen.
 
@@ -336,12 +407,21 @@ def train_greedy(
     generator : ``torch.Generator`` for the mini-batch order (default: torch's global RNG).
     representation_batch_size : rows per forward pass when computing frozen representations.
     on_epoch_end : optional ``f(layer, epoch, history)`` called after each epoch of each layer.
+    start_epoch : epochs of the *first* listed layer already done (0: none). To resume a layer
+        interrupted after ``k`` epochs, restore the network's weights, the ``generator``'s state
+        and the layer's optimiser state (through ``on_optimizer``), then call again with that
+        layer first in ``layers`` and ``start_epoch=k``: it trains epochs ``k + 1 .. epochs``,
+        and the result is the same, bit for bit on the CPU, as an uninterrupted run.
+    on_optimizer : optional ``f(layer, optimizer)`` called once per layer, right after the
+        layer's Adam optimiser is made and before its first step: load a saved optimiser state
+        into it, or keep a reference to save it (e.g. in ``on_epoch_end``).
 
     Returns
     -------
     ``{layer: history}`` where history is :func:`helpers.fit`'s (``train_loss``, ``train_acc``,
     ``test_loss``, ``test_acc``, ``epoch_seconds``, one entry per epoch) for the network
-    truncated after that layer and read out by that layer's readout.
+    truncated after that layer and read out by that layer's readout. A resumed layer's history
+    holds only the epochs run in this call (``on_epoch_end`` gets their true epoch numbers).
 
     The representation entering layer ``l`` (the frozen output of layers ``1..l-1``) is computed
     once for the whole training and test set, then layer ``l`` alone is trained on it; the
@@ -370,6 +450,7 @@ def train_greedy(
         raise ValueError("layers is empty: give at least one layer to train, e.g. layers=[1]")
     if todo != sorted(set(todo)):
         raise ValueError(f"layers={list(layers)} must be distinct and increasing: layer l is trained on top of layers < l")
+    _check_start_epoch(start_epoch, epochs)
     device = _device_of(net)
     H_train = data.X_train.to(device).flatten(1)
     H_test = data.X_test.to(device).flatten(1)
@@ -383,9 +464,15 @@ def train_greedy(
             done = layer - 1
         model = nn.Sequential(net.blocks[layer - 1], net.readouts[layer - 1])
         optimizer = torch.optim.Adam(net.blocks[layer - 1].parameters(), lr=lr)
-        callback = None if on_epoch_end is None else (lambda epoch, hist, _l=layer: on_epoch_end(_l, epoch, hist))
+        if on_optimizer is not None:
+            on_optimizer(layer, optimizer)
+        skip = start_epoch if layer == todo[0] else 0
+        callback = None
+        if on_epoch_end is not None:
+            def callback(epoch, hist, _l=layer, _skip=skip):
+                on_epoch_end(_l, _skip + epoch, hist)
         frozen = _frozen_data(data, H_train, H_test, f"output of layers 1..{layer - 1}")
-        histories[layer] = fit(model, frozen, optimizer, epochs, batch_size, generator=generator,
+        histories[layer] = fit(model, frozen, optimizer, epochs - skip, batch_size, generator=generator,
                                on_epoch_end=callback, desc=f"greedy layer {layer}/{net.depth}")
     return histories
 
@@ -399,6 +486,8 @@ def train_simultaneous(
     batch_size: int = 64,
     generator: torch.Generator | None = None,
     on_epoch_end: Callable | None = None,
+    start_epoch: int = 0,
+    on_optimizer: Callable | None = None,
 ) -> dict[str, list]:
     """All layers learn at once, each from its own readout's loss; no gradient crosses layers.
 
@@ -411,6 +500,12 @@ def train_simultaneous(
     ``train_acc`` / ``test_loss`` / ``test_acc`` are the last layer's, plus
     ``layer_test_acc``: for each epoch, the list of every layer's test accuracy
     (:func:`layer_accuracies`). ``on_epoch_end(epoch, history)`` is called after each epoch.
+
+    ``start_epoch`` and ``on_optimizer(optimizer)`` resume an interrupted run as in
+    :func:`train_greedy`: with the network, the generator and (through ``on_optimizer``) the
+    optimiser restored to their state after epoch ``start_epoch``, the call trains the
+    remaining epochs, bit-identical on the CPU to an uninterrupted run; its history then holds
+    only those epochs.
     """
     if net.trainable_head:
         raise ValueError(
@@ -418,7 +513,10 @@ def train_simultaneous(
             "trainable_head=True; build it with LocalErrorNet(trainable_head=False)"
         )
     _check_training_args(epochs, lr, batch_size)
+    _check_start_epoch(start_epoch, epochs)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    if on_optimizer is not None:
+        on_optimizer(optimizer)
     layer_test_acc: list[list[float]] = []
 
     def step(model, xb, yb):
@@ -431,9 +529,9 @@ def train_simultaneous(
         layer_test_acc.append(layer_accuracies(net, data.X_test, data.y_test))
         history["layer_test_acc"] = layer_test_acc
         if on_epoch_end is not None:
-            on_epoch_end(epoch, history)
+            on_epoch_end(start_epoch + epoch, history)
 
-    history = fit(net, data, optimizer, epochs, batch_size, step=step, generator=generator,
+    history = fit(net, data, optimizer, epochs - start_epoch, batch_size, step=step, generator=generator,
                   on_epoch_end=after_epoch, desc="simultaneous local errors")
     history["layer_test_acc"] = layer_test_acc
     return history
@@ -448,17 +546,24 @@ def train_backprop(
     batch_size: int = 64,
     generator: torch.Generator | None = None,
     on_epoch_end: Callable | None = None,
+    start_epoch: int = 0,
+    on_optimizer: Callable | None = None,
 ) -> dict[str, list[float]]:
     """End-to-end backprop of the output's cross-entropy through every block (Adam).
 
     ``net`` should have ``trainable_head=True`` (a trainable last layer ``nn.Linear``); with a
     fixed head the error is still back-propagated, through the random readout. Returns
     :func:`helpers.fit`'s history (the network's output, i.e. the last layer).
+    ``start_epoch`` and ``on_optimizer(optimizer)`` resume an interrupted run as in
+    :func:`train_simultaneous`.
     """
     _check_training_args(epochs, lr, batch_size)
+    _check_start_epoch(start_epoch, epochs)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-    return fit(net, data, optimizer, epochs, batch_size, generator=generator,
-               on_epoch_end=on_epoch_end, desc="end-to-end backprop")
+    if on_optimizer is not None:
+        on_optimizer(optimizer)
+    return fit(net, data, optimizer, epochs - start_epoch, batch_size, generator=generator,
+               on_epoch_end=_offset(on_epoch_end, start_epoch), desc="end-to-end backprop")
 
 
 def linear_probes(

@@ -293,6 +293,11 @@ class BatchNorm(Diffable):
     with the unbiased batch variance ``var * N / (N - 1)``. Evaluation mode
     (``training = False``) normalises with the running statistics. ``gamma`` starts at 1,
     ``beta`` at 0.
+
+    A batch of one row (the last mini-batch of 15 rows in batches of 7, say) trains as in
+    Keras's ``BatchNormalization``: its mean is the row and its variance 0, so the output is
+    ``beta`` and no gradient reaches the input; the running variance takes that variance 0
+    (PyTorch stops with an error instead).
     """
 
     def __init__(self, num_features: int, *, momentum: float = 0.1, eps: float = 1e-5, dtype=np.float64):
@@ -315,9 +320,8 @@ class BatchNorm(Diffable):
                              f"got {x.shape}")
         if self.training:
             n = x.shape[0]
-            if n < 2:
-                raise ValueError("BatchNorm in training mode needs at least 2 samples per batch "
-                                 "(a batch of 1 has no variance); use a larger batch or drop the last batch")
+            if n == 0:
+                raise ValueError("BatchNorm got an empty batch (0 rows): give it at least one row")
             mean = x.mean(axis=0)
             xc = x - mean
             var = np.einsum("ij,ij->j", xc, xc) / n
@@ -325,7 +329,7 @@ class BatchNorm(Diffable):
             self.running_mean.value *= 1 - m
             self.running_mean.value += m * mean
             self.running_var.value *= 1 - m
-            self.running_var.value += (m * n / (n - 1)) * var
+            self.running_var.value += (m * n / (n - 1) if n > 1 else m) * var  # one row: var 0, as Keras
         else:
             xc = x - self.running_mean.value
             var = self.running_var.value

@@ -9,6 +9,13 @@ A chapter starts a run right after resolving its parameters and saves at the end
 The file is written atomically (a temporary file in the same folder, then a rename),
 so an interrupted run never leaves half a JSON file behind. Smoke-profile runs write
 to ``results/smoke/`` so that tests never overwrite the paper-profile results.
+
+A benchmark (``benchmarks/<name>.py``) records its timings the same way, in
+``results/benchmarks/<name>.json``::
+
+    record = start_benchmark(__file__)  # first thing in main(): notes the load average
+    ...
+    record.save(ratio, timings, settings, ratio_means="median step time, A / B")
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import math
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 from importlib import metadata
@@ -28,7 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["results_dir", "save_results", "load_results", "start_run", "Run", "environment_info", "write_json"]
+__all__ = ["results_dir", "save_results", "load_results", "start_run", "Run", "environment_info", "write_json",
+           "start_benchmark", "Benchmark"]
 
 _PACKAGES = ("numpy", "torch", "torchvision", "scikit-learn", "matplotlib", "beyond-backprop-helpers")
 
@@ -174,3 +183,53 @@ class Run:
 def start_run(stem: str, params: Any) -> Run:
     """Start timing a chapter's run; call ``.save(metrics)`` at its end."""
     return Run(stem, params)
+
+
+class Benchmark:
+    """A benchmark's record: ``results/benchmarks/<name>.json`` of the repository the script is in.
+
+    Made by :func:`start_benchmark`, which notes the load average (speed on a shared machine depends
+    on it); :meth:`save` adds the load average at the end, the command line, the time, the package
+    versions and the git commit (:func:`environment_info`). ``BOOK_RESULTS_DIR`` moves the folder,
+    as it does for the chapters' results. ``tools/scoreboard.py`` reads these records.
+    """
+
+    def __init__(self, script: str | Path):
+        path = Path(script).resolve()
+        self.name, self.repo = path.stem, path.parents[1]
+        self.load_at_start = os.getloadavg()
+
+    @property
+    def folder(self) -> Path:
+        """``results/benchmarks`` of the script's repository, wherever the benchmark was started from."""
+        return results_dir(repo=self.repo) / "benchmarks"
+
+    def save(self, ratio: float | None, timings: dict[str, Any], settings: dict[str, Any],
+             ratio_means: str = "") -> Path:
+        """Write the record atomically and return its path.
+
+        ``ratio``: the benchmark's headline ratio (``None`` when it has none); ``ratio_means``: one line saying
+        which time is divided by which; ``timings``: the measured seconds (medians and raw lists); ``settings``:
+        every option that changes the measurement (threads, repeats, sizes ...).
+        """
+        record = {
+            "benchmark": self.name,
+            "ratio": ratio,
+            "ratio_means": ratio_means,
+            "timings": timings,
+            "settings": settings,
+            "load_average": {"start": list(self.load_at_start), "end": list(os.getloadavg())},
+            "command": " ".join([Path(sys.argv[0]).as_posix() if sys.argv else self.name, *sys.argv[1:]]),
+            "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            **environment_info("cpu"),
+        }
+        target = write_json(self.folder / f"{self.name}.json", _jsonable(record))
+        print(f"record written to {target}")
+        return target
+
+
+def start_benchmark(script: str | Path) -> Benchmark:
+    """Start the record of the benchmark in the file ``script`` (pass ``__file__``): its name is the file's
+    name, its record goes to ``results/benchmarks/<name>.json`` of the script's repository; call
+    ``.save(...)`` at the end."""
+    return Benchmark(script)

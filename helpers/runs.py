@@ -75,7 +75,9 @@ RECORD_VERSION = 1
 
 #: The grids of runs of each chapter, as "module:attribute" of a :class:`Grid` (imported lazily).
 GRIDS: dict[str, list[str]] = {
+    "03_local_errors": ["helpers.local_table:TABLE"],
     "04_feedback_alignment": ["helpers.dfa_table:TABLE"],
+    "05_sparse_representations": ["helpers.sparse_table:TABLE"],
 }
 
 
@@ -382,10 +384,12 @@ class RunContext:
 
     # curves -----------------------------------------------------------------------------
     def log(self, **values) -> None:
-        """Append one epoch's values (numbers) to the curves; prints a line every 30 s at most."""
+        """Append one epoch's values (numbers) to the curves; prints a line every 30 s at most
+        (none with ``BOOK_PROGRESS=none``, as in the book's committed runs)."""
         for k, v in values.items():
             self.curves.setdefault(k, []).append(_jsonable(v))
-        if self.verbose and time.perf_counter() - self._last_print > 30:
+        quiet = os.environ.get("BOOK_PROGRESS") == "none"  # a committed run prints no progress
+        if self.verbose and not quiet and time.perf_counter() - self._last_print > 30:
             self._last_print = time.perf_counter()
             shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
             print(f"  {self.spec.name}: {shown}", flush=True)
@@ -559,5 +563,5 @@ def estimate_cost(spec: RunSpec, others: Iterable[tuple[RunSpec, str, dict | Non
     if same:
         return sum(same) / len(same), f"mean of {len(same)} record(s) of other seeds"
     if spec.cost_hint_s is not None:
-        return spec.cost_hint_s, "estimate from the FLOPs"
+        return spec.cost_hint_s, "the grid's estimate"
     return None, "no estimate"

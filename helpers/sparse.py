@@ -26,6 +26,14 @@ The module has two layers, in the manner of ``nupic.torch``:
   training loop calls on a whole model: :func:`update_boost_strength`, :func:`rezero_sparse_weights`,
   :func:`rezero_after_step`, :func:`sparse_step`.
 
+The paper's code (``numenta/htmpapers``, ``arxiv/how_can_we_be_so_dense``) differs from the
+defaults here in two places, both selectable: it counts a unit's win for the duty cycles when its
+output is > 0 (``KWinners(..., wins="positive")``; the default counts the k winners), and it keeps
+a sparse layer's default initialisation, masked (``SparseWeights(..., init=None)``; the default
+re-draws the kept weights for the kept fan-in). ``helpers.sparse_table`` trains the paper's
+Table 1 with the paper's settings. The eval-mode k (:func:`inference_k`) and the duty-cycle
+update (:func:`update_duty_cycles`) are the paper's.
+
 k-winners in one equation. For one sample with pre-activations :math:`x \\in \\mathbb{R}^n`, duty
 cycles :math:`d \\in [0, 1]^n` (how often each unit won recently) and boost strength :math:`\\beta`,
 
@@ -66,7 +74,9 @@ from .params import _is_int, _is_real
 
 __all__ = [
     # k-winners: functions
+    "WIN_RULES",
     "resolve_k",
+    "round_half_up",
     "inference_k",
     "boost_factors",
     "winner_mask",
@@ -92,8 +102,7 @@ __all__ = [
     "rezero_sparse_weights",
     "rezero_after_step",
     "sparse_step",
-    "floor_division_zero_count",
-    "floor_division_bug_mask",
+    "floor_division_init_",
     # noise
     "WHITE_PIXEL",
     "add_pixel_noise",
@@ -106,6 +115,9 @@ __all__ = [
 WHITE_PIXEL = 0.1307 + 2 * 0.3081
 
 _NUMPY_DTYPES = (torch.float32, torch.float64)
+
+#: What counts as a win in the duty cycles (the ``wins`` parameter of :class:`KWinners`).
+WIN_RULES = ("winners", "positive")
 
 
 # =========================================================================== k-winners: functions
@@ -141,15 +153,28 @@ def resolve_k(k: int | float, n: int) -> int:
     raise TypeError(f"k={k!r} must be an int (a count of winners) or a float in [0, 1] (a fraction of the units)")
 
 
-def inference_k(k: int, factor: float, n: int) -> int:
-    """The number of winners in eval mode: ``min(n, round(k * factor))`` (Python's ``round``).
+def round_half_up(x: float) -> int:
+    """``x`` (>= 0) rounded to the nearest integer, halves up: Python 2's ``round``.
 
-    ``factor`` > 0; the paper uses 1.5, so that at test time a few more units than during
-    training pass their values (e.g. k = 100 becomes 150).
+    The paper's code ran on Python 2.7 (its Dockerfile: ``FROM python:2.7.14``), whose
+    ``round(4.5)`` is 5; Python 3's ``round`` sends halves to the even neighbour (4). Exact for
+    every float: ``x - floor(x)`` has no rounding error.
+    """
+    whole = math.floor(x)
+    return int(whole) + (1 if x - whole >= 0.5 else 0)
+
+
+def inference_k(k: int, factor: float, n: int) -> int:
+    """The number of winners in eval mode: ``min(n, round(k * factor))``, halves rounded up.
+
+    As the paper's ``k_winners`` modules compute it, ``min(int(round(k * kInferenceFactor)), n)``
+    under the Python 2.7 they ran on (:func:`round_half_up`: k = 3 and factor 1.5 give 5, where
+    Python 3's ``round`` would give 4). ``factor`` > 0; the paper uses 1.5, so that at test time
+    a few more units than during training pass their values (e.g. k = 100 becomes 150).
     """
     if not _is_real(factor) or factor <= 0:
         raise ValueError(f"k_inference_factor={factor!r} must be a positive finite number (1.0 keeps k; the paper uses 1.5)")
-    return min(n, int(round(k * factor)))
+    return min(n, round_half_up(k * factor))
 
 
 def boost_factors(duty_cycles: torch.Tensor, target_density: float, boost_strength: float) -> torch.Tensor:
@@ -321,13 +346,15 @@ def update_duty_cycles(duty_cycles: torch.Tensor, wins: torch.Tensor, batch_size
     period : P >= 1, the averaging period in samples (the paper's "duty cycle period", 1000).
 
     While fewer than P samples have been seen, T = s and d is the exact mean win rate over all
-    samples so far; afterwards d is a running mean whose past weighs (P - B) / P per batch, as in
-    ``nupic.torch``. The ``max(., B)`` (our choice) covers a batch larger than P: d is then that
-    batch's win rate instead of a negative weight on the past.
+    samples so far; afterwards d is a running mean whose past weighs (P - B) / P per batch. This
+    is the update of the paper's ``k_winners`` modules (``period = min(dutyCyclePeriod,
+    learningIterations)``, then ``d * (period - B)``, ``+ w``, ``/ period``, in that order, so the
+    float32 results are the same bit for bit) for every batch of at most P samples, which covers
+    all of the paper's runs (batches of 4 and 64, P = 1000). The ``max(., B)`` (ours) only acts on
+    a batch larger than P: d is then that batch's win rate, where the paper's formula would give
+    the past a negative weight.
 
-    What counts as a win (our choice): being among the winners, whatever the value passed.
-    ``nupic.torch`` counts outputs > 0 instead; the two differ only for a winner whose value is
-    <= 0, which happens when fewer than k units of a sample are positive.
+    What counts as a win is the caller's: see the ``wins`` parameter of :class:`KWinners`.
     """
     T = max(min(period, samples_seen), batch_size)
     return (duty_cycles * (T - batch_size) + wins) / T
@@ -338,8 +365,11 @@ class _KWinnersBase(nn.Module):
     """State shared by :class:`KWinners` and :class:`KWinners2d`: duty cycles, boost strength, counts."""
 
     def __init__(self, n_duty: int, k, k_inference_factor: float, boost_strength: float,
-                 boost_strength_factor: float, duty_cycle_period: int, break_ties: bool):
+                 boost_strength_factor: float, duty_cycle_period: int, break_ties: bool, wins: str = "winners"):
         super().__init__()
+        if wins not in WIN_RULES:
+            raise ValueError(f"wins={wins!r} is not known; use 'winners' (every one of the k winners counts) or "
+                             f"'positive' (a unit counts when its output is > 0, as the paper's code)")
         if not _is_real(k_inference_factor) or k_inference_factor <= 0:
             raise ValueError(f"k_inference_factor={k_inference_factor!r} must be a positive finite number "
                              f"(1.0 keeps k in eval mode; the paper uses 1.5)")
@@ -356,6 +386,7 @@ class _KWinnersBase(nn.Module):
         self.boost_strength_factor = float(boost_strength_factor)
         self.duty_cycle_period = int(duty_cycle_period)
         self.break_ties = bool(break_ties)
+        self.wins = wins
         self.samples_seen = 0
         self.register_buffer("duty_cycles", torch.zeros(n_duty))
         self.register_buffer("win_counts", torch.zeros(n_duty, dtype=torch.long))
@@ -385,6 +416,10 @@ class _KWinnersBase(nn.Module):
             self.duty_cycles.copy_(new)
             self.win_counts += integer_wins.round().long()
 
+    def _won(self, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """0/1 (in y's dtype) for every unit that counts as a win in this batch (see ``wins``)."""
+        return mask if self.wins == "winners" else (y.detach() > 0).to(y.dtype)
+
     def reset_duty_cycles(self) -> None:
         """Forget the past: duty cycles, win counts and the sample counter back to zero."""
         self.duty_cycles.zero_()
@@ -407,8 +442,11 @@ class KWinners(_KWinnersBase):
     ``b = exp(boost_strength * (k/n - duty_cycles))``; each winner passes its original value, every
     other unit outputs 0, and the gradient reaches the winners only. After the forward pass the
     duty cycles are updated (:func:`update_duty_cycles`) and ``win_counts`` grows. In eval mode
-    ``k_inference = min(n, round(k * k_inference_factor))`` units win, boosted with the current
-    duty cycles (as ``nupic.torch`` does), and no state changes.
+    ``k_inference = min(n, round(k * k_inference_factor))`` units win (:func:`inference_k`),
+    boosted with the current duty cycles, and no state changes. The paper's code boosts in eval
+    mode too, with the target density ``k_inference / n`` instead of ``k / n``; that multiplies
+    every unit's factor by the same ``exp(beta (k_inference - k) / n)`` and so picks the same
+    winners, up to float rounding.
 
     Parameters
     ----------
@@ -423,16 +461,23 @@ class KWinners(_KWinnersBase):
     duty_cycle_period : P >= 1, the period, in samples, of the duty cycles' running mean. Default 1000.
     break_ties : the tie rule (see :func:`winner_mask`): True = exactly k winners, lowest index
         first among equal values; False = every unit tied with the k-th value wins.
+    wins : what counts as a win in the duty cycles and ``win_counts``. ``"winners"`` (default):
+        being among the k winners, whatever the value passed. ``"positive"``: an output > 0, as the
+        paper's code (``x.gt(0)`` on the layer's output) and ``nupic.torch``. The two differ only
+        for a winner whose value is <= 0, which happens when fewer than k units of a sample are
+        positive.
 
     Attributes: ``duty_cycles`` (n,) in [0, 1], ``win_counts`` (n,) int (wins since creation or
     :meth:`reset_duty_cycles`), ``samples_seen``, ``boost_strength`` (current), ``k``, ``k_inference``.
     """
 
     def __init__(self, n: int, k: int | float, *, k_inference_factor: float = 1.5, boost_strength: float = 1.5,
-                 boost_strength_factor: float = 0.85, duty_cycle_period: int = 1000, break_ties: bool = True):
+                 boost_strength_factor: float = 0.85, duty_cycle_period: int = 1000, break_ties: bool = True,
+                 wins: str = "winners"):
         if not _is_int(n) or n < 1:
             raise ValueError(f"n={n!r} must be a positive integer (the number of units)")
-        super().__init__(n, k, k_inference_factor, boost_strength, boost_strength_factor, duty_cycle_period, break_ties)
+        super().__init__(n, k, k_inference_factor, boost_strength, boost_strength_factor, duty_cycle_period, break_ties,
+                         wins)
         self.n = int(n)
         self.k = resolve_k(k, self.n)
         self.k_inference = inference_k(self.k, self.k_inference_factor, self.n)
@@ -452,14 +497,15 @@ class KWinners(_KWinnersBase):
         k = self.k if self.training else self.k_inference
         y, mask = _winners_of(x, k, self._boost(self.target_density), 1, self.break_ties, flatten=False)
         if self.training:
-            wins = mask.sum(dim=0).to(self.duty_cycles.dtype)
+            wins = self._won(y, mask).sum(dim=0).to(self.duty_cycles.dtype)
             self._record(wins, len(x), wins)
         return y
 
     def extra_repr(self) -> str:
         return (f"n={self.n}, k={self.k}, k_inference={self.k_inference}, boost_strength={self.boost_strength:.4g}, "
                 f"boost_strength_factor={self.boost_strength_factor}, duty_cycle_period={self.duty_cycle_period}"
-                + ("" if self.break_ties else ", break_ties=False"))
+                + ("" if self.break_ties else ", break_ties=False") + ("" if self.wins == "winners" else
+                                                                     f", wins={self.wins!r}"))
 
 
 class KWinners2d(_KWinnersBase):
@@ -480,17 +526,19 @@ class KWinners2d(_KWinnersBase):
         first forward pass; n = C when local). The check k <= n happens at construction when
         ``local=True`` and at every forward pass when global (the spatial size is known then).
     local : where units compete (see above).
-    k_inference_factor, boost_strength, boost_strength_factor, duty_cycle_period, break_ties:
-        as in :class:`KWinners` (ties: lowest flattened C*H*W index, or lowest channel when local).
+    k_inference_factor, boost_strength, boost_strength_factor, duty_cycle_period, break_ties, wins:
+        as in :class:`KWinners` (ties: lowest flattened C*H*W index, or lowest channel when local;
+        ``wins="positive"`` counts, per channel, the locations whose output is > 0, as the paper's
+        ``KWinners2d``).
     """
 
     def __init__(self, channels: int, k: int | float, *, local: bool = False, k_inference_factor: float = 1.5,
                  boost_strength: float = 1.5, boost_strength_factor: float = 0.85, duty_cycle_period: int = 1000,
-                 break_ties: bool = True):
+                 break_ties: bool = True, wins: str = "winners"):
         if not _is_int(channels) or channels < 1:
             raise ValueError(f"channels={channels!r} must be a positive integer")
         super().__init__(channels, k, k_inference_factor, boost_strength, boost_strength_factor,
-                         duty_cycle_period, break_ties)
+                         duty_cycle_period, break_ties, wins)
         self.channels = int(channels)
         self.local = bool(local)
         # Fail now rather than at the first batch where possible; k <= C*H*W is checked at forward.
@@ -521,7 +569,7 @@ class KWinners2d(_KWinnersBase):
             boost = boost.reshape(1, C, 1, 1)
         y, mask = _winners_of(x, k if self.training else k_inf, boost, 1, self.break_ties, flatten=not self.local)
         if self.training:
-            counts = mask.sum(dim=(0, 2, 3)).to(self.duty_cycles.dtype)
+            counts = self._won(y, mask).sum(dim=(0, 2, 3)).to(self.duty_cycles.dtype)
             self._record(counts / (H * W), N, counts)
         return y
 
@@ -529,7 +577,8 @@ class KWinners2d(_KWinnersBase):
         return (f"channels={self.channels}, k={self._k_spec!r}, local={self.local}, "
                 f"k_inference_factor={self.k_inference_factor}, boost_strength={self.boost_strength:.4g}, "
                 f"boost_strength_factor={self.boost_strength_factor}, duty_cycle_period={self.duty_cycle_period}"
-                + ("" if self.break_ties else ", break_ties=False"))
+                + ("" if self.break_ties else ", break_ties=False") + ("" if self.wins == "winners" else
+                                                                     f", wins={self.wins!r}"))
 
 
 def kwinners_modules(model: nn.Module) -> list[_KWinnersBase]:
@@ -603,7 +652,8 @@ def max_duty_cycle_entropy(n_units: int, target_density: float) -> float:
 
 def units_never_won(module: _KWinnersBase) -> int:
     """How many units (channels, for :class:`KWinners2d`) have not won once in training mode since
-    the module was created or :meth:`~_KWinnersBase.reset_duty_cycles` was called."""
+    the module was created or :meth:`~_KWinnersBase.reset_duty_cycles` was called (a win as the
+    module's ``wins`` counts it: with ``"positive"``, an output > 0)."""
     if not isinstance(module, _KWinnersBase):
         raise TypeError(f"units_never_won needs a KWinners or KWinners2d module, not {type(module).__name__}")
     return int((module.win_counts == 0).sum())
@@ -746,7 +796,10 @@ class SparseWeights(_SparseWeightsBase):
     density : fraction of each unit's weights that are kept, in (0, 1] (the paper's "weight
         density"; 0.5 keeps half, 1 keeps all).
     init : ``"default"`` (PyTorch's init with the effective fan-in; default), ``"kaiming"``, or
-        None to keep the module's current weights and only zero the masked ones.
+        None to keep the module's current weights and only zero the masked ones. None is what the
+        paper's code does in its Table 1 runs: its ``SparseWeights`` only zeroes the masked weights
+        of a default-initialised ``nn.Linear`` (bound 1/sqrt(full fan-in)), and the re-drawing for
+        the kept fan-in (``normalize_weights``) is off in its ``experiments_paper.cfg``.
     generator : a ``torch.Generator`` for the mask and the init (else torch's global RNG).
     """
 
@@ -808,8 +861,48 @@ def sparse_step(loss_fn: Callable = F.cross_entropy) -> Callable:
     return step
 
 
+def floor_division_init_(linear: nn.Linear, density: float, gain: float = 1 / math.sqrt(3)) -> dict:
+    """Re-draw ``linear``'s weights and bias with the blog post's sparse initialisation, ``//`` and all.
+
+    A minimal re-creation of the arithmetic of the function (ours, not its code): for a layer with
+    ``in_features`` inputs of which a fraction ``density`` is kept, ``fan = int(in_features *
+    density)``, ``std = gain // sqrt(fan)``, weight bound ``sqrt(3) * std``, bias bound
+    ``1 // sqrt(fan)``; weight and bias are drawn from U(-bound, bound). ``//`` is Python's floor
+    division, so with ``gain`` below 1 (the default, 1/sqrt(3), is PyTorch's gain for its default
+    ``leaky_relu(sqrt(5))`` init) the weight bound is 0 for every fan >= 1, and the bias bound is
+    0 for every fan >= 2: the layer comes out all zeros. With ``/`` the bounds would be
+    ``sqrt(3) * gain / sqrt(fan)`` = 1/sqrt(fan) and 1/sqrt(fan).
+
+    Returns ``{"fan", "weight_bound", "bias_bound", "weight_bound_with_slash",
+    "bias_bound_with_slash", "nonzero_weights", "nonzero_biases"}`` (counts after the re-draw).
+    """
+    if not isinstance(linear, nn.Linear):
+        raise TypeError(f"floor_division_init_ re-draws an nn.Linear, got {type(linear).__name__}")
+    if not _is_real(density) or not 0 < density <= 1:
+        raise ValueError(f"density={density!r} must be in (0, 1]: the fraction of each unit's weights kept")
+    fan = int(linear.in_features * density)
+    if fan < 1:
+        raise ValueError(f"density={density} keeps int({density} * {linear.in_features}) = 0 inputs per unit")
+    std = gain // math.sqrt(fan)
+    bound = math.sqrt(3.0) * std
+    bias_bound = 1 // math.sqrt(fan)
+    with torch.no_grad():
+        linear.weight.uniform_(-bound, bound)
+        if linear.bias is not None:
+            linear.bias.uniform_(-bias_bound, bias_bound)
+    return {"fan": fan, "weight_bound": bound, "bias_bound": bias_bound,
+            "weight_bound_with_slash": math.sqrt(3.0) * gain / math.sqrt(fan),
+            "bias_bound_with_slash": 1 / math.sqrt(fan),
+            "nonzero_weights": int((linear.weight != 0).sum()),
+            "nonzero_biases": int((linear.bias != 0).sum()) if linear.bias is not None else 0}
+
+
 def floor_division_zero_count(fan_in: int, density: float) -> int:
     """How many weights per unit get zeroed when the count is computed with a floor division.
+
+    Kept only for the committed chapter-5 run, which predates the chapter's rework (whose draft,
+    ``book/drafts/05_sparse_representations.ipynb``, uses :func:`floor_division_init_` instead);
+    it goes when the chapter is rerun.
 
     A minimal re-creation (our code, not the source's) of the bug the issue describes: the
     number of zeros is computed from a *float* density with ``//``. Here the intent is "zero the
@@ -832,6 +925,7 @@ def floor_division_bug_mask(out_units: int, fan_in: int, density: float,
     mask = torch.ones(out_units, fan_in, dtype=torch.bool)
     mask.scatter_(1, order[:, :n_zero], False)
     return mask
+
 
 
 # =========================================================================== noise

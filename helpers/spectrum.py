@@ -19,7 +19,11 @@ Two estimators, and why only one of them estimates ``alpha``:
   (:func:`density_exponent_from_alpha`, :func:`alpha_from_density_exponent`).
 
 Also here: :func:`synthetic_spectrum` (a spectrum with known ``alpha``), :func:`participation_ratio`,
-:func:`n_components` (how many directions hold 95 % of the variance) and :func:`summarize_spectrum`.
+:func:`n_components` (how many directions hold 95 % of the variance) and :func:`summarize_spectrum`;
+and two statistics for relating ``alpha`` to accuracy over a few layers and seeds:
+:func:`spearman_bootstrap` (Spearman's rank correlation with a bootstrap interval) and
+:func:`monotonic_with_ties` (is accuracy monotonic in ``alpha`` once differences smaller than the
+test set's binomial standard error count as ties?).
 
 Spectra are 1-D NumPy float64 arrays sorted in descending order; ranks are counted from 1.
 """
@@ -47,6 +51,10 @@ __all__ = [
     "participation_ratio",
     "n_components",
     "summarize_spectrum",
+    "RankCorrelation",
+    "spearman_bootstrap",
+    "accuracy_standard_error",
+    "monotonic_with_ties",
 ]
 
 
@@ -309,3 +317,116 @@ def summarize_spectrum(spectrum, rank_range: tuple[int, int] = (10, 500), fracti
         "n_positive": available_ranks(s),
         "total_variance": float(s.sum()),
     }
+
+
+# --------------------------------------------------------------------------- alpha against accuracy
+@dataclass(frozen=True)
+class RankCorrelation:
+    """Result of :func:`spearman_bootstrap`."""
+
+    rho: float  # Spearman's rank correlation of the points given (nan when x or y is constant)
+    ci_low: float  # lower end of the bootstrap percentile interval
+    ci_high: float  # upper end
+    level: float  # coverage of the interval, e.g. 0.95
+    n: int  # number of points
+    n_boot: int  # bootstrap resamples in which rho was defined (the others are left out)
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        return (self.ci_low, self.ci_high)
+
+
+def _spearman_rows(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Spearman's rho of every row pair (average ranks for ties); nan for a constant row."""
+    from scipy.stats import rankdata
+
+    rx, ry = rankdata(X, axis=1), rankdata(Y, axis=1)
+    rx -= rx.mean(1, keepdims=True)
+    ry -= ry.mean(1, keepdims=True)
+    den = np.sqrt((rx**2).sum(1) * (ry**2).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (rx * ry).sum(1) / np.where(den > 0, den, 1.0), np.nan)
+
+
+def spearman_bootstrap(x, y, *, n_boot: int = 10_000, level: float = 0.95, seed: int = 0) -> RankCorrelation:
+    """Spearman's rank correlation of (x, y) with a bootstrap percentile interval.
+
+    Parameters
+    ----------
+    x, y : paired values (e.g. alpha and accuracy of every layer of every seed), at least 3 pairs.
+    n_boot : bootstrap resamples: pairs drawn with replacement, as many as there are points.
+    level : coverage of the interval (0.95: the 2.5 % and 97.5 % percentiles of the resampled rho).
+    seed : seed of the resampling (the interval is reproducible).
+
+    A resample in which x or y is constant has no rank correlation; it is left out (``n_boot``
+    of the result counts the resamples used). The pairs are treated as independent: when they
+    are not (the layers of one network are built on each other), the interval is too narrow.
+    """
+    xv, yv = _as_float64(x).ravel(), _as_float64(y).ravel()
+    if len(xv) != len(yv):
+        raise ValueError(f"x has {len(xv)} values but y has {len(yv)}: give one y per x")
+    if len(xv) < 3:
+        raise ValueError(f"{len(xv)} pair(s): a rank correlation with an interval needs at least 3")
+    if not (np.all(np.isfinite(xv)) and np.all(np.isfinite(yv))):
+        raise ValueError("x and y must be finite (drop the points whose alpha could not be fitted)")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, numbers.Integral) or n_boot < 100:
+        raise ParameterError(f"n_boot={n_boot!r} must be an integer >= 100, e.g. 10000")
+    if not (isinstance(level, numbers.Real) and 0 < level < 1):
+        raise ParameterError(f"level={level!r} must be in (0, 1), e.g. 0.95")
+    rho = float(_spearman_rows(xv[None], yv[None])[0])
+    idx = np.random.default_rng(seed).integers(0, len(xv), size=(int(n_boot), len(xv)))
+    boot = _spearman_rows(xv[idx], yv[idx])
+    boot = boot[np.isfinite(boot)]
+    if len(boot) == 0:
+        lo = hi = float("nan")
+    else:
+        lo, hi = (float(v) for v in np.quantile(boot, [(1 - level) / 2, (1 + level) / 2]))
+    return RankCorrelation(rho, lo, hi, float(level), len(xv), len(boot))
+
+
+def accuracy_standard_error(accuracy: float, n: int) -> float:
+    """Binomial standard error ``sqrt(p (1 - p) / n)`` of an accuracy ``p`` measured on ``n`` examples."""
+    if not (isinstance(accuracy, numbers.Real) and 0 <= accuracy <= 1):
+        raise ValueError(f"accuracy={accuracy!r} must be a fraction in [0, 1] (not a percentage)")
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n={n!r} must be a positive integer (the number of test examples)")
+    return math.sqrt(accuracy * (1 - accuracy) / n)
+
+
+def monotonic_with_ties(x, accuracy, n: int) -> dict:
+    """Is ``accuracy`` a monotonic function of ``x``, once differences within noise count as ties?
+
+    The points are put in the order of ``x``. Every pair ``i < j`` is compared: the difference
+    ``accuracy_j - accuracy_i`` is a *rise* when it exceeds the binomial standard error
+    :func:`accuracy_standard_error` at the pair's mean accuracy on ``n`` test examples, a *fall*
+    when it is below minus that, and a *tie* otherwise.
+
+    Returns ``{"trend", "rises", "falls", "ties", "pairs"}`` with ``trend`` one of
+    ``"increasing"`` (rises, no fall), ``"decreasing"`` (falls, no rise), ``"flat"`` (every pair
+    a tie) and ``"non-monotonic"`` (at least one rise and one fall: a reversal larger than the
+    noise somewhere along ``x``). Accuracies are fractions in [0, 1].
+    """
+    xv, av = _as_float64(x).ravel(), _as_float64(accuracy).ravel()
+    if len(xv) != len(av):
+        raise ValueError(f"x has {len(xv)} values but accuracy has {len(av)}")
+    if len(xv) < 2:
+        raise ValueError(f"{len(xv)} point(s): a trend needs at least 2")
+    if not np.all(np.isfinite(xv)):
+        raise ValueError("x must be finite (drop the points whose alpha could not be fitted)")
+    if np.any((av < 0) | (av > 1)) or not np.all(np.isfinite(av)):
+        raise ValueError("accuracy must hold fractions in [0, 1] (not percentages)")
+    a = av[np.argsort(xv, kind="stable")]
+    rises = falls = ties = 0
+    for i in range(len(a)):
+        for j in range(i + 1, len(a)):
+            tol = accuracy_standard_error(float((a[i] + a[j]) / 2), n)
+            d = a[j] - a[i]
+            if d > tol:
+                rises += 1
+            elif d < -tol:
+                falls += 1
+            else:
+                ties += 1
+    trend = ("non-monotonic" if rises and falls else "increasing" if rises else
+             "decreasing" if falls else "flat")
+    return {"trend": trend, "rises": rises, "falls": falls, "ties": ties, "pairs": rises + falls + ties}

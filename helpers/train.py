@@ -76,7 +76,14 @@ def progress(iterable: Iterable | None = None, **kwargs):
     seconds, so that executed notebooks keep short, readable outputs. In plain text, bars
     that would vanish when done (``leave=False``, e.g. the batches inside an epoch) are not
     shown at all: nested text bars fill a notebook's output with cursor-movement codes.
+
+    With ``BOOK_PROGRESS=none`` no bar is shown at all: the paper-profile runs whose outputs the
+    book commits (``tools/reproduce.py``) print summary lines, not progress.
     """
+    if os.environ.get("BOOK_PROGRESS") == "none":
+        from tqdm.std import tqdm
+
+        return tqdm(iterable, disable=True, **{k: v for k, v in kwargs.items() if k != "disable"})
     if os.environ.get("BOOK_PLAIN_PROGRESS") or not _widgets_available():
         from tqdm.std import tqdm
 
@@ -98,17 +105,35 @@ class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite; the message suggests what to change."""
 
 
+def _diverged(value: float, where: str, lr) -> TrainingDiverged:
+    hint = f" (lr={lr})" if lr is not None else ""
+    return TrainingDiverged(
+        f"The loss became {value} at {where}: training diverged. "
+        f"Lower the learning rate{hint}, or check the inputs for NaN/inf and their normalisation."
+    )
+
+
 def check_finite(loss: float | torch.Tensor, *, epoch: int | None = None, step: int | None = None, lr=None):
     """Raise :class:`TrainingDiverged` when ``loss`` is NaN or infinite."""
     value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
     if math.isfinite(value):
         return
     where = " ".join(s for s in (f"epoch {epoch}" if epoch is not None else "", f"step {step}" if step is not None else "") if s)
-    hint = f" (lr={lr})" if lr is not None else ""
-    raise TrainingDiverged(
-        f"The loss became {value} at {where or 'this step'}: training diverged. "
-        f"Lower the learning rate{hint}, or check the inputs for NaN/inf and their normalisation."
-    )
+    raise _diverged(value, where or "this step", lr)
+
+
+#: :func:`train_epoch` checks its running loss for NaN/inf after every this many steps (and at the
+#: end of the epoch) instead of after every step: reading a value on the host waits for the device.
+NAN_CHECK_EVERY = 50
+
+
+def _check_window(total: torch.Tensor, first: int, last: int, epoch: int | None, lr) -> None:
+    """Raise :class:`TrainingDiverged` if the running loss sum ``total`` is not finite; the steps
+    ``first..last`` (counted from 0) are those since the last check."""
+    value = float(total)
+    if not math.isfinite(value):
+        steps = f"step {last}" if first == last else f"a step from {first} to {last}"
+        raise _diverged(value, steps + (f" of epoch {epoch}" if epoch is not None else " of this epoch"), lr)
 
 
 @torch.no_grad()
@@ -144,29 +169,54 @@ def train_epoch(
     ``step(model, xb, yb) -> (loss, output)`` replaces the default backprop step
     (zero grad, forward, ``loss_fn``, backward) for learning rules that compute
     their own gradients; the optimiser step and the NaN check stay here.
+
+    The loss and accuracy are summed on the device and read once at the end; a NaN or
+    infinite loss raises :class:`TrainingDiverged` at the next check, every
+    :data:`NAN_CHECK_EVERY` steps and at the end of the epoch, naming the steps since the
+    last check.
     """
     model.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss = correct = None  # running sums on the loss's device: no host synchronisation per step
+    seen, checked = 0, 0  # examples so far; steps before ``checked`` have been checked for NaN/inf
     n_batches = math.ceil(len(X) / batch_size)
     it = batches(X, y, batch_size, generator=generator)
     if bar:
         it = progress(it, total=n_batches, desc=f"epoch {epoch}" if epoch is not None else "train", leave=False)
     lr = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
+    i = -1
     for i, (xb, yb) in enumerate(it):
         optimizer.zero_grad(set_to_none=True)
-        if step is None:
-            out = model(xb)
-            loss = loss_fn(out, yb)
-            loss.backward()
-        else:
-            loss, out = step(model, xb, yb)
-        loss_value = float(loss.detach())
-        check_finite(loss_value, epoch=epoch, step=i, lr=lr)
-        optimizer.step()
-        total_loss += loss_value * len(xb)
-        correct += int((out.argmax(1) == yb).sum())
+        try:
+            if step is None:
+                out = model(xb)
+                loss = loss_fn(out, yb)
+                loss.backward()
+            else:
+                loss, out = step(model, xb, yb)
+        except Exception:
+            if total_loss is not None and i > checked:  # weights broken by a loss not yet checked?
+                _check_window(total_loss, checked, i - 1, epoch, lr)
+            raise
+        if total_loss is None:
+            # float64 sums in the order of the steps: the same numbers as summing float(loss) in Python
+            total_loss = torch.zeros((), dtype=_sum_dtype(loss.device), device=loss.device)
+            correct = torch.zeros((), dtype=torch.int64, device=loss.device)
+        total_loss += loss.detach().to(total_loss.dtype) * len(xb)
+        correct += (out.argmax(1) == yb).sum()
         seen += len(xb)
-    return total_loss / seen, correct / seen
+        if (i + 1) % NAN_CHECK_EVERY == 0:
+            _check_window(total_loss, checked, i, epoch, lr)
+            checked = i + 1
+        optimizer.step()
+    if total_loss is None:
+        raise ValueError("X is empty: an epoch needs at least one example")
+    if checked <= i:
+        _check_window(total_loss, checked, i, epoch, lr)
+    return float(total_loss) / seen, int(correct) / seen
+
+
+def _sum_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
 
 
 def fit(

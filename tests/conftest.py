@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny fake MNIST folders, and an offline switch."""
+"""Shared fixtures: tiny fake MNIST folders, an offline switch, the book build; the tools importable by name."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# The tools are scripts that import each other by name (``import chapters``: a script's own folder comes first on
+# sys.path when it runs); the tests import them the same way (``import sweep``).
+sys.path.insert(0, str(ROOT / "tools"))
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -60,6 +63,29 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: (_ for _ in ()).throw(socket.gaierror("offline")))
     return tmp_path
+
+
+@pytest.fixture
+def repo_copy(tmp_path) -> Path:
+    """The files that register the chapters and that the scoreboard reads and writes, copied to tmp_path: the
+    chapter notebooks, _toc.yml, the tables of chapters, the claims registry, the pages, the results and the
+    benchmark and run records."""
+    import chapters  # tools/chapters.py
+
+    root = tmp_path / "repo"
+    for rel in ("README.md", "_toc.yml", "book/intro.md", "tools/claims.yml", "book/references.bib",
+                "book/scoreboard.md", "book/performance.md"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / rel, root / rel)
+    for nb in chapters.notebooks():
+        shutil.copy(nb, root / "book" / nb.name)
+    (root / "results").mkdir()
+    for f in (ROOT / "results").glob("*.json"):
+        shutil.copy(f, root / "results" / f.name)
+    for folder in ("benchmarks", "runs"):  # the benchmark records and the run records
+        if (ROOT / "results" / folder).is_dir():
+            shutil.copytree(ROOT / "results" / folder, root / "results" / folder)
+    return root
 
 
 JUPYTER_BOOK = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"

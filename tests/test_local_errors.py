@@ -1,5 +1,6 @@
 """Tests of helpers.local_errors: fixed readouts, greedy / simultaneous / backprop training, per-layer reads."""
 
+import io
 import math
 
 import numpy as np
@@ -206,6 +207,21 @@ def test_greedy_is_reproducible_with_a_seed():
     assert same(weights(nets[0]), weights(nets[1]))
 
 
+def test_a_shorter_greedy_run_is_the_first_epochs_of_a_longer_one():
+    """Adam with a constant learning rate does not know how many epochs follow: a 2-epoch run of a
+    layer is, bit for bit, the first 2 epochs of a 4-epoch run (the chapter reads its 10-epoch
+    single layer off the 30-epoch curve of greedy layer 1)."""
+    data = blobs()
+    a, b = small_net(seed=6), small_net(seed=6)
+    short = le.train_greedy(a, data, epochs=2, lr=1e-2, batch_size=32, layers=[1],
+                            generator=torch.Generator().manual_seed(2))[1]
+    long = le.train_greedy(b, data, epochs=4, lr=1e-2, batch_size=32, layers=[1],
+                           generator=torch.Generator().manual_seed(2))[1]
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
+        assert short[key] == long[key][:2], key
+    assert long["train_loss"][3] != short["train_loss"][1]
+
+
 def test_greedy_errors_are_clear():
     data = blobs()
     with pytest.raises(ValueError, match="trainable_head=True"):
@@ -308,3 +324,142 @@ def test_linear_probes_read_every_layer_without_changing_the_net():
         assert direct == pytest.approx(acc, abs=1 / len(data.y_test) + 1e-12)
     with pytest.raises(ValueError, match="at least 1"):
         le.linear_probes(net, data, epochs=0)
+
+
+# --------------------------------------------------------------------------- resuming an interrupted training
+class Stop(Exception):
+    """Raised by a test's callback to interrupt a training, as a killed process would."""
+
+
+def deep_copy(state: dict) -> dict:
+    """``state`` through ``torch.save`` / ``torch.load``, as a checkpoint file carries it."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def _restore(state, seed_net=99, **kw):
+    net = small_net(seed=seed_net, **kw)  # other initial weights: everything must come from the state
+    net.load_state_dict(state["net"])
+    gen = torch.Generator()
+    gen.set_state(state["gen"])
+    return net, gen
+
+
+def test_greedy_interrupted_inside_a_layer_resumes_bit_identical():
+    data = blobs()
+    a = small_net(seed=2)
+    full = le.train_greedy(a, data, epochs=3, lr=1e-2, batch_size=32, generator=torch.Generator().manual_seed(1))
+    b, gb, optimizers, saved = small_net(seed=2), torch.Generator().manual_seed(1), {}, {}
+
+    def stop_after_layer_2_epoch_1(layer, epoch, hist):
+        if (layer, epoch) == (2, 1):
+            saved.update(deep_copy({"net": b.state_dict(), "gen": gb.get_state(),
+                                    "opt": optimizers[2].state_dict()}))
+            raise Stop
+
+    with pytest.raises(Stop):
+        le.train_greedy(b, data, epochs=3, lr=1e-2, batch_size=32, generator=gb,
+                        on_epoch_end=stop_after_layer_2_epoch_1,
+                        on_optimizer=lambda layer, opt: optimizers.__setitem__(layer, opt))
+    c, gc = _restore(saved)
+    seen, loaded = [], []
+
+    def load(layer, opt):
+        if layer == 2:
+            opt.load_state_dict(saved["opt"])
+            loaded.append(layer)
+
+    hist = le.train_greedy(c, data, epochs=3, lr=1e-2, batch_size=32, layers=[2, 3], generator=gc, start_epoch=1,
+                           on_optimizer=load, on_epoch_end=lambda l, e, h: seen.append((l, e)))
+    assert loaded == [2]
+    assert seen == [(2, 2), (2, 3), (3, 1), (3, 2), (3, 3)]  # the true epoch numbers
+    assert len(hist[2]["test_acc"]) == 2 and hist[2]["test_acc"] == full[2]["test_acc"][1:]
+    assert hist[3]["train_loss"] == full[3]["train_loss"]
+    assert same(weights(a), weights(c)) and torch.equal(a.readouts[2].weight, c.readouts[2].weight)
+
+
+def test_greedy_without_the_optimizer_state_does_not_resume_identically():
+    """The check above is not vacuous: a resumed layer with a fresh Adam state ends elsewhere."""
+    data = blobs()
+    a = small_net(seed=2)
+    le.train_greedy(a, data, epochs=2, lr=1e-2, batch_size=32, layers=[1], generator=torch.Generator().manual_seed(1))
+    b, gb, saved = small_net(seed=2), torch.Generator().manual_seed(1), {}
+
+    def stop(layer, epoch, hist):
+        saved.update(deep_copy({"net": b.state_dict(), "gen": gb.get_state()}))
+        raise Stop
+
+    with pytest.raises(Stop):
+        le.train_greedy(b, data, epochs=2, lr=1e-2, batch_size=32, layers=[1], generator=gb, on_epoch_end=stop)
+    c, gc = _restore(saved)
+    le.train_greedy(c, data, epochs=2, lr=1e-2, batch_size=32, layers=[1], generator=gc, start_epoch=1)
+    assert not same(weights(a.blocks[0]), weights(c.blocks[0]))
+
+
+@pytest.mark.parametrize("rule", ["simultaneous", "backprop"])
+def test_simultaneous_and_backprop_resume_bit_identical(rule):
+    data = blobs()
+    head = rule == "backprop"
+    train = le.train_simultaneous if rule == "simultaneous" else le.train_backprop
+    a = small_net(seed=5, trainable_head=head)
+    full = train(a, data, epochs=3, lr=1e-2, batch_size=32, generator=torch.Generator().manual_seed(4))
+    b, gb, box, saved = small_net(seed=5, trainable_head=head), torch.Generator().manual_seed(4), [], {}
+
+    def stop_after_2(epoch, hist):
+        if epoch == 2:
+            saved.update(deep_copy({"net": b.state_dict(), "gen": gb.get_state(), "opt": box[0].state_dict()}))
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(b, data, epochs=3, lr=1e-2, batch_size=32, generator=gb, on_epoch_end=stop_after_2,
+              on_optimizer=box.append)
+    c, gc = _restore(saved, trainable_head=head)
+    seen = []
+    hist = train(c, data, epochs=3, lr=1e-2, batch_size=32, generator=gc, start_epoch=2,
+                 on_optimizer=lambda opt: opt.load_state_dict(saved["opt"]),
+                 on_epoch_end=lambda e, h: seen.append(e))
+    assert seen == [3] and hist["test_acc"] == full["test_acc"][2:]
+    assert same(weights(a), weights(c))
+    if rule == "simultaneous":
+        assert hist["layer_test_acc"] == full["layer_test_acc"][2:]
+
+
+def test_start_epoch_is_checked():
+    data = blobs()
+    with pytest.raises(ValueError, match="start_epoch=4 must be an integer from 0 to epochs=3"):
+        le.train_greedy(small_net(), data, epochs=3, start_epoch=4)
+    with pytest.raises(ValueError, match="start_epoch"):
+        le.train_simultaneous(small_net(), data, epochs=3, start_epoch=-1)
+    with pytest.raises(ValueError, match="start_epoch"):
+        le.train_backprop(small_net(trainable_head=True), data, epochs=3, start_epoch=1.5)
+    # start_epoch = epochs: nothing left to train, and nothing changes
+    net = small_net()
+    before = weights(net)
+    hist = le.train_backprop(net, data, epochs=3, start_epoch=3)
+    assert hist["test_acc"] == [] and same(before, weights(net))
+
+
+# --------------------------------------------------------------------------- saturation
+def test_layer_saturation_counts_exact_zero_losses_and_margins():
+    net = le.LocalErrorNet(in_features=2, width=2, depth=1, readout_std=1.0)
+    with torch.no_grad():
+        net.blocks[0][0].weight.copy_(torch.eye(2))
+        net.blocks[0][0].bias.zero_()
+        net.readouts[0].weight.zero_()
+        net.readouts[0].weight[0, 0] = 1.0  # class 0's score is the first input, the others 0
+    X = torch.tensor([[17.0, 0.0], [30.0, 0.0], [16.0, 0.0], [0.0, 1.0]])
+    y = torch.tensor([0, 0, 0, 1])
+    (s,) = le.layer_saturation(net, X, y, batch_size=3)
+    # margins 17, 30, 16, and 0 - 0 = 0 for the last (class 1 ties with classes 2..9)
+    assert s["median_margin"] == pytest.approx(16.5) and s["min_margin"] == 0.0
+    # float32: (17 + log(1 + 9 exp(-17))) rounds back to 17 (spacing 1.9e-6 > 2 x 3.7e-7), so
+    # margins 17 and 30 give a loss of exactly 0; at 16, 9 exp(-16) = 1.0e-6 survives the rounding
+    with torch.no_grad():
+        losses = torch.nn.functional.cross_entropy(net(X), y, reduction="none")
+    assert s["zero_loss"] == int((losses == 0).sum()) / 4 == 0.5
+    assert float(losses[2]) > 0
+    assert s["mean_loss"] == pytest.approx(float(losses.double().mean()), rel=1e-6)
+    with pytest.raises(ValueError, match="rows"):
+        le.layer_saturation(net, X, y[:2])

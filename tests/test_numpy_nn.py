@@ -177,9 +177,44 @@ def test_batchnorm_eval_uses_running_stats_like_torch():
     assert rel_err(layer(x), out) > 1e-3
 
 
-def test_batchnorm_rejects_a_batch_of_one():
-    with pytest.raises(ValueError, match="at least 2 samples"):
-        nn.BatchNorm(3)(np.ones((1, 3)))
+def test_batchnorm_on_a_batch_of_one_row_trains_as_keras():
+    """Keras's BatchNormalization, training on one row, normalises with that row's mean and variance (0):
+    the output is beta, the input gets no gradient, and the moving variance moves towards 0."""
+    rng = np.random.default_rng(7)
+    layer = nn.BatchNorm(4, momentum=0.1)
+    layer.gamma.assign(rng.normal(1, 0.3, 4))
+    layer.beta.assign(rng.normal(0, 0.3, 4))
+    layer.running_mean.assign(rng.normal(size=4))
+    layer.running_var.assign(rng.uniform(0.5, 2, 4))
+    mean0, var0 = layer.running_mean.value.copy(), layer.running_var.value.copy()
+    x = rng.normal(2, 3, (1, 4))
+    out, (gx, ggamma, gbeta) = tape_grads(layer, [x], g := rng.normal(size=(1, 4)))
+    np.testing.assert_array_equal(out, layer.beta.value[None, :])
+    np.testing.assert_array_equal(gx, np.zeros((1, 4)))
+    np.testing.assert_array_equal(ggamma, np.zeros(4))
+    np.testing.assert_allclose(gbeta, g[0], rtol=1e-12)
+    np.testing.assert_allclose(layer.running_mean.value, 0.9 * mean0 + 0.1 * x[0], rtol=1e-12)
+    np.testing.assert_allclose(layer.running_var.value, 0.9 * var0, rtol=1e-12)
+    with pytest.raises(ValueError, match="empty batch"):
+        layer(np.ones((0, 4)))
+
+
+def test_fit_with_batchnorm_takes_a_last_batch_of_one_row():
+    """15 rows in batches of 7: batches of 7, 7 and 1 in every epoch, as Keras's fit makes them."""
+    X, Y, _ = _blobs()
+    X, Y = X[:15], Y[:15]
+    model = nn.SequentialModel([nn.Dense(4, 8, rng=0), nn.BatchNorm(8), nn.LeakyReLU(0.0), nn.Dense(8, 3, rng=1),
+                                nn.Softmax()])
+    model.compile(nn.Adam(0.01), nn.CategoricalCrossentropy())
+    sizes = []
+    bn = model.layers[1]
+    forward = bn.forward
+    bn.forward = lambda x: (sizes.append(len(x)), forward(x))[1]
+    hist = model.fit(X, Y, epochs=2, batch_size=7, rng=0)
+    assert [s for s in sizes if s != 2] == [7, 7, 1, 7, 7, 1]  # (the 2 rows are fit's output-width check)
+    assert model.optimizer.iterations == 6
+    assert all(np.isfinite(v) for key in ("train_loss", "train_acc") for v in hist[key])
+    assert np.isfinite(model.predict(X)).all()
 
 
 # --------------------------------------------------------------------------- losses

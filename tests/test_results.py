@@ -77,18 +77,33 @@ def test_default_folder_is_the_repository_results(monkeypatch):
 
 
 def test_benchmark_records_go_to_this_repository_whatever_the_working_directory(monkeypatch, tmp_path):
-    """benchmarks/_record.py uses results_dir(repo=...): the repository of the file, not of the cwd;
-    BOOK_RESULTS_DIR still moves it."""
-    import importlib.util
+    """A benchmark's record goes to results/benchmarks/ of the repository its script is in, not of the working
+    directory; BOOK_RESULTS_DIR still moves it."""
     from pathlib import Path
 
+    from helpers.results import start_benchmark
+
     root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("_record", root / "benchmarks" / "_record.py")
-    record = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(record)
+    record = start_benchmark(root / "benchmarks" / "bench_kwinners.py")
     monkeypatch.delenv("BOOK_RESULTS_DIR", raising=False)
     monkeypatch.chdir(tmp_path)  # not inside any repository
     assert results_dir() == tmp_path / "results"
-    assert record.record_dir() == root / "results" / "benchmarks"
+    assert record.name == "bench_kwinners" and record.folder == root / "results" / "benchmarks"
     monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path / "elsewhere"))
-    assert record.record_dir() == tmp_path / "elsewhere" / "benchmarks"
+    assert record.folder == tmp_path / "elsewhere" / "benchmarks"
+
+
+def test_benchmark_record_has_ratio_timings_settings_load_and_versions(results_tmp, tmp_path, monkeypatch):
+    from helpers.results import start_benchmark
+
+    script = tmp_path / "repo" / "benchmarks" / "bench_demo.py"
+    monkeypatch.setattr("sys.argv", [str(script), "--threads", "1"])
+    record = start_benchmark(script)
+    path = record.save(0.5, {"a_s": [0.1, np.float64(0.2)]}, {"threads": 1}, ratio_means="a / b")
+    assert path == results_tmp / "benchmarks" / "bench_demo.json"
+    saved = json.loads(path.read_text())
+    assert saved["benchmark"] == "bench_demo" and saved["ratio"] == 0.5 and saved["ratio_means"] == "a / b"
+    assert saved["timings"] == {"a_s": [0.1, 0.2]} and saved["settings"] == {"threads": 1}
+    assert saved["load_average"]["start"] == list(record.load_at_start) and len(saved["load_average"]["end"]) == 3
+    assert saved["command"].endswith("bench_demo.py --threads 1")
+    assert saved["versions"]["torch"] and saved["device"] == "cpu" and saved["finished_utc"]

@@ -211,7 +211,9 @@ def test_committed_records_match_their_chapter(chapter):
     sys.path.insert(0, str(ROOT / "tools"))
     import runs as runs_tool  # tools/runs.py
 
-    notebook = ROOT / "book" / f"{chapter}.ipynb"
+    import chapters
+
+    notebook = chapters.parameters_notebook(chapter)  # the draft of a chapter under rework
     specs = runs_tool.chapter_specs(chapter, runs_tool.notebook_defaults(notebook))
     folder = ROOT / "results" / "runs" / chapter
     names = {s.name for s in specs}
@@ -228,8 +230,10 @@ def test_every_grid_default_is_its_chapter_parameter_default():
     sys.path.insert(0, str(ROOT / "tools"))
     import runs as runs_tool
 
+    import chapters
+
     for chapter in runs.GRIDS:
-        defaults = runs_tool.notebook_defaults(ROOT / "book" / f"{chapter}.ipynb")
+        defaults = runs_tool.notebook_defaults(chapters.parameters_notebook(chapter))
         for grid in runs.grids_of(chapter):
             for name, value in grid.defaults.items():
                 assert name in defaults, f"{chapter}: the grid reads {name}, not a chapter parameter"
@@ -258,3 +262,16 @@ def test_the_scheduler_runs_at_most_jobs_at_once_and_reports_progress():
     assert sorted(e[0] for e in events) == [0, 1, 2] and all(e[1] == 0 for e in events)
     assert [e[2] for e in events] == [1, 2, 3] and peak[0] == 2
     assert ticks and all(1 <= len(t) <= 2 for t in ticks)
+
+
+def test_a_chapter_under_rework_takes_its_grid_from_its_draft(tmp_path):
+    import chapters
+
+    book = tmp_path / "book"
+    (book / "drafts").mkdir(parents=True)
+    (book / "07_new.ipynb").write_text("{}")
+    assert chapters.parameters_notebook("07_new", book) == book / "07_new.ipynb"
+    (book / "drafts" / "07_new.ipynb").write_text("{}")
+    assert chapters.parameters_notebook("07_new", book) == book / "drafts" / "07_new.ipynb"
+    with pytest.raises(chapters.UsageError, match="no chapter"):
+        chapters.parameters_notebook("08_missing", book)

@@ -38,14 +38,24 @@ def test_resolve_k_counts_fractions_and_errors():
         sparse.resolve_k("3", 10)
 
 
-def test_inference_k_rounds_and_caps_at_n():
+def test_inference_k_rounds_halves_up_as_the_papers_python_2_and_caps_at_n():
     assert sparse.inference_k(100, 1.5, 4320) == 150
-    assert sparse.inference_k(3, 1.5, 10) == 4  # round(4.5) = 4
-    assert sparse.inference_k(5, 1.5, 10) == 8  # round(7.5) = 8
+    assert sparse.inference_k(3, 1.5, 10) == 5  # Python 2's round(4.5) = 5 (Python 3's: 4)
+    assert sparse.inference_k(5, 1.5, 10) == 8  # round(7.5) = 8 in both
     assert sparse.inference_k(8, 1.5, 10) == 10  # capped at n
     assert sparse.inference_k(4, 1.0, 10) == 4
+    # the paper's Table 1 layers: k = 400, 300, 50, 100 at factor 1.5
+    assert [sparse.inference_k(k, 1.5, n) for k, n in ((400, 4320), (300, 1024), (50, 150), (100, 700))] == \
+        [600, 450, 75, 150]
     with pytest.raises(ValueError, match="k_inference_factor"):
         sparse.inference_k(4, 0.0, 10)
+
+
+def test_round_half_up_is_python_2s_round_for_non_negative_numbers():
+    assert [sparse.round_half_up(v) for v in (0.0, 0.5, 1.5, 2.5, 4.5, 4.4999999, 7.0, 7.51)] == \
+        [0, 1, 2, 3, 5, 4, 7, 8]
+    # floor(x + 0.5) would give 1 here: 0.49999999999999994 + 0.5 rounds up to 1.0 in floating point
+    assert sparse.round_half_up(0.49999999999999994) == 0
 
 
 # --------------------------------------------------------------------------- winner sets
@@ -254,6 +264,73 @@ def test_duty_cycles_exact_after_one_and_more_steps():
     assert torch.equal(d, torch.tensor([0.5]))  # (0.5 * 2 + 1) / 4: the exact mean over 4 samples
 
 
+def test_positive_wins_count_outputs_above_zero_not_winners():
+    x = t([[3, -1, -2, -5], [1, 2, 0, -1], [0, 0, 0, 0]])  # winners (k = 2): {0, 1} in every row
+    winners = KWinners(4, 2, boost_strength=0.0, wins="winners")
+    positive = KWinners(4, 2, boost_strength=0.0, wins="positive")
+    assert torch.equal(winners(x), positive(x))  # the outputs are the same ...
+    # ... the duty cycles are not: -1 (row 0) and the zeros of row 2 won but are not > 0
+    torch.testing.assert_close(winners.duty_cycles, t([3, 3, 0, 0]) / 3, rtol=0, atol=0)
+    torch.testing.assert_close(positive.duty_cycles, t([2, 1, 0, 0]) / 3, rtol=0, atol=0)
+    assert positive.win_counts.tolist() == [2, 1, 0, 0] and winners.win_counts.tolist() == [3, 3, 0, 0]
+    with pytest.raises(ValueError, match="wins='some' is not known; use 'winners'.*or 'positive'"):
+        KWinners(4, 2, wins="some")
+    with pytest.raises(ValueError, match="wins="):
+        KWinners2d(2, 2, wins=True)
+
+
+def test_positive_wins_in_2d_count_locations_above_zero_per_channel():
+    # channel 0: 2, -1, -3, -4; channel 1: -0.5, -2, -6, -7; the 3 global winners: 2, -0.5, -1
+    x = t([[[[2.0, -1.0], [-3.0, -4.0]], [[-0.5, -2.0], [-6.0, -7.0]]]])
+    winners = KWinners2d(2, 3, boost_strength=0.0)
+    positive = KWinners2d(2, 3, boost_strength=0.0, wins="positive")
+    assert torch.equal(winners(x), positive(x))
+    assert torch.equal(winners.duty_cycles, t([0.5, 0.25]))  # 2 of 4 locations, 1 of 4
+    assert torch.equal(positive.duty_cycles, t([0.25, 0.0]))  # only the 2 is > 0
+    assert positive.win_counts.tolist() == [1, 0]
+
+
+def papers_duty_cycles(batches, period, two_d=False):
+    """The duty-cycle update of the paper's k_winners modules, step by step, on given outputs."""
+    d, seen = None, 0
+    for out in batches:
+        batch = out.shape[0]
+        seen += batch
+        p = min(period, seen)
+        if two_d:
+            counts = out.gt(0).sum(dim=(0, 2, 3), dtype=torch.float) / float(out.shape[2] * out.shape[3])
+        else:
+            counts = out.gt(0).sum(dim=0, dtype=torch.float)
+        d = torch.zeros_like(counts) if d is None else d
+        d.mul_(p - batch)
+        d.add_(counts)
+        d.div_(p)
+    return d
+
+
+@pytest.mark.parametrize("two_d", [False, True])
+def test_positive_wins_give_the_papers_duty_cycles_bit_for_bit(two_d):
+    g = torch.Generator().manual_seed(0)
+    m = KWinners2d(3, 7, boost_strength=1.5, duty_cycle_period=10, wins="positive") if two_d else \
+        KWinners(6, 2, boost_strength=1.5, duty_cycle_period=10, wins="positive")
+    outputs = []
+    for batch in (4, 4, 3, 4, 1, 4):  # the period is reached in the third batch
+        x = torch.randn(batch, 3, 3, 3, generator=g) if two_d else torch.randn(batch, 6, generator=g)
+        outputs.append(m(x - 0.3).detach())  # shifted: some winners are negative
+        assert torch.equal(m.duty_cycles, papers_duty_cycles(outputs, 10, two_d)), len(outputs)
+    assert m.samples_seen == 20
+
+
+def test_eval_boost_with_the_papers_target_density_picks_the_same_winners():
+    g = torch.Generator().manual_seed(0)
+    m = KWinners(150, 50, boost_strength=1.5, k_inference_factor=1.5).eval()
+    m.duty_cycles.copy_(torch.rand(150, generator=g) * 0.6)
+    x = torch.randn(64, 150, generator=g)
+    # the paper's code boosts in eval mode with k_inference / n as the target density
+    boost = sparse.boost_factors(m.duty_cycles, m.k_inference / m.n, m.boost_strength)
+    assert torch.equal(m(x), sparse.kwinners(x, m.k_inference, boost))
+
+
 def test_duty_cycles_2d_are_per_channel_fractions_of_locations():
     x = t([[[[9.0, 1.0], [2.0, 3.0]], [[8.0, 7.0], [0.0, 0.5]]]])
     g = KWinners2d(2, 3, boost_strength=0.0)
@@ -263,7 +340,7 @@ def test_duty_cycles_2d_are_per_channel_fractions_of_locations():
     loc(torch.cat([x, x]))  # two samples; channel 0 wins 3 of 4 locations in each
     assert torch.equal(loc.duty_cycles, t([0.75, 0.25])) and loc.win_counts.tolist() == [6, 2]
     # the target density of a global layer is k / (C*H*W): boost factors use it
-    assert g.ks(2, 2) == (8, 3, 4)
+    assert g.ks(2, 2) == (8, 3, 5)  # k_inference: 3 * 1.5 = 4.5, rounded up
 
 
 def test_eval_mode_uses_the_inference_factor_and_changes_no_state():
@@ -279,7 +356,7 @@ def test_eval_mode_uses_the_inference_factor_and_changes_no_state():
     assert torch.equal(m.duty_cycles, duty) and m.samples_seen == 2
     assert KWinners(10, 8, k_inference_factor=1.5).k_inference == 10
     g = KWinners2d(2, 3, k_inference_factor=1.5, boost_strength=0.0).eval()
-    assert (g(torch.rand(3, 2, 4, 4) + 0.1) != 0).sum((1, 2, 3)).tolist() == [4, 4, 4]  # round(4.5) = 4
+    assert (g(torch.rand(3, 2, 4, 4) + 0.1) != 0).sum((1, 2, 3)).tolist() == [5, 5, 5]  # 4.5 rounds up
 
 
 def test_fraction_k():
@@ -470,12 +547,65 @@ def test_loading_a_state_dict_brings_its_mask():
     assert torch.equal(b.weight != 0, a.weight_mask)
 
 
-def test_floor_division_bug_zeroes_every_weight():
-    assert sparse.floor_division_zero_count(784, 0.5) == 784
-    assert sparse.floor_division_zero_count(4320, 0.3) == 4320
-    assert sparse.floor_division_zero_count(784, 1.0) == 0
-    assert not sparse.floor_division_bug_mask(300, 4320, 0.5).any()
-    assert sparse.fan_in_mask(300, 4320, 0.5).sum(1).tolist() == [2160] * 300  # the intended mask
+def test_floor_division_init_zeroes_the_layer_it_draws():
+    torch.manual_seed(0)
+    fc1 = nn.Linear(4320, 300)
+    got = sparse.floor_division_init_(fc1, 0.5)
+    assert got["fan"] == 2160 and got["weight_bound"] == 0.0 and got["bias_bound"] == 0.0
+    assert got["nonzero_weights"] == 0 and got["nonzero_biases"] == 0
+    assert not fc1.weight.any() and not fc1.bias.any()
+    assert got["weight_bound_with_slash"] == pytest.approx(1 / math.sqrt(2160))
+    assert got["bias_bound_with_slash"] == pytest.approx(1 / math.sqrt(2160))
+    # fan 1: the weight bound is still 0 (gain 0.577 // 1 = 0), the bias bound is 1 // 1 = 1
+    tiny = sparse.floor_division_init_(nn.Linear(2, 3), 0.5)
+    assert tiny["fan"] == 1 and tiny["weight_bound"] == 0.0 and tiny["bias_bound"] == 1.0
+    assert tiny["nonzero_weights"] == 0 and tiny["nonzero_biases"] == 3
+    # a gain above sqrt(fan) survives the floor division (2 // 1 = 2)
+    assert sparse.floor_division_init_(nn.Linear(2, 3), 0.5, gain=2.0)["nonzero_weights"] == 6
+    with pytest.raises(TypeError, match="nn.Linear, got Conv2d"):
+        sparse.floor_division_init_(nn.Conv2d(1, 2, 3), 0.5)
+    with pytest.raises(ValueError, match="density=0"):
+        sparse.floor_division_init_(nn.Linear(4, 2), 0)
+
+
+def test_the_papers_mask_counts_equal_ours_for_the_table_1_layers():
+    # the paper's code zeroes int(round((1 - density) * fan_in)) weights per unit; we keep
+    # round(density * fan_in): the same numbers for every sparse layer of its Table 1
+    for fan_in in (4320, 1024):
+        assert fan_in - int(round((1 - 0.3) * fan_in)) == int(round(0.3 * fan_in))
+        layer = SparseWeights(nn.Linear(fan_in, 5), 0.3, init=None)
+        assert layer.n_nonzero == fan_in - int(round(0.7 * fan_in))
+        # init=None: the default init's bound, 1/sqrt of the full fan-in, is kept
+        assert float(layer.weight.detach().abs().max()) <= 1 / math.sqrt(fan_in)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_rezeroing_before_each_forward_as_the_paper_equals_masking_the_gradients(momentum):
+    """The paper's SparseWeights zeroes the masked weights before every training forward pass (and
+    after each epoch) and leaves their gradients alone; sparse_step masks the gradients. With SGD
+    the kept weights and every forward pass are the same bit for bit."""
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(40, 12, generator=g), torch.randint(0, 3, (40,), generator=g)
+    torch.manual_seed(1)
+    ours = nn.Sequential(SparseWeights(nn.Linear(12, 8), 0.25, init=None), nn.ReLU(), nn.Linear(8, 3))
+    papers = nn.Sequential(SparseWeights(nn.Linear(12, 8), 0.25, init=None), nn.ReLU(), nn.Linear(8, 3))
+    papers.load_state_dict(ours.state_dict())
+    opts = [torch.optim.SGD(net.parameters(), lr=0.1, momentum=momentum) for net in (ours, papers)]
+    step = sparse.sparse_step()
+    for i in range(0, 40, 8):
+        xb, yb = X[i:i + 8], y[i:i + 8]
+        opts[0].zero_grad()
+        _, out_ours = step(ours, xb, yb)
+        opts[0].step()
+        opts[1].zero_grad()
+        papers[0].rezero_weights()  # the paper's forward: rezero when training, then the layer
+        out = papers(xb)
+        torch.nn.functional.cross_entropy(out, yb).backward()
+        opts[1].step()
+        assert torch.equal(out, out_ours)
+    papers[0].rezero_weights()  # the paper's postEpoch
+    for a, b in zip(ours.parameters(), papers.parameters()):
+        assert torch.equal(a, b)
 
 
 # --------------------------------------------------------------------------- noise

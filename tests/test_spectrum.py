@@ -200,3 +200,93 @@ def test_summarize_spectrum():
     assert out["alpha"] == pytest.approx(1.0) and out["alpha_ranks"] == [10, 500]
     assert out["participation_ratio"] == pytest.approx(sp.participation_ratio(s))
     assert out["n_components"] == sp.n_components(s, 0.95) and out["n_positive"] == 1000
+
+
+# --------------------------------------------------------------------------- alpha against accuracy
+def test_spearman_bootstrap_on_monotone_reversed_and_tied_points():
+    x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    up = sp.spearman_bootstrap(x, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], n_boot=500)
+    assert up.rho == 1.0 and up.ci == (1.0, 1.0) and up.n == 6 and up.level == 0.95
+    down = sp.spearman_bootstrap(x, [6, 5, 4, 3, 2, 1], n_boot=500)
+    assert down.rho == pytest.approx(-1.0) and down.ci_high == pytest.approx(-1.0)
+    # a constant y has no rank correlation, and no resample has one either
+    flat = sp.spearman_bootstrap(x, [0.5] * 6, n_boot=200)
+    assert math.isnan(flat.rho) and flat.n_boot == 0 and math.isnan(flat.ci_low)
+    # average ranks for ties, as scipy does
+    from scipy.stats import spearmanr
+
+    y = [0.3, 0.1, 0.3, 0.9, 0.2, 0.9]
+    assert sp.spearman_bootstrap(x, y, n_boot=200).rho == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
+
+
+def test_spearman_bootstrap_interval_is_reproducible_contains_rho_and_narrows_with_points():
+    rng = np.random.default_rng(0)
+
+    def sample(n):
+        x = rng.normal(size=n)
+        return x, x + rng.normal(size=n)
+
+    small = sp.spearman_bootstrap(*sample(10), n_boot=2000, seed=1)
+    assert small.ci_low <= small.rho <= small.ci_high
+    assert sp.spearman_bootstrap(*sample(10), n_boot=2000, seed=1) != small  # other points
+    x, y = sample(10)
+    assert sp.spearman_bootstrap(x, y, seed=3) == sp.spearman_bootstrap(x, y, seed=3)
+    big = sp.spearman_bootstrap(*sample(400), n_boot=2000, seed=1)
+    assert big.ci_high - big.ci_low < (small.ci_high - small.ci_low) / 2
+    assert 0.55 < big.rho < 0.8  # rho of x and x + noise of equal variance: about 0.68
+    # some resamples of few points are constant in x: they are left out and counted
+    few = sp.spearman_bootstrap([1, 2, 3], [1, 3, 2], n_boot=1000, seed=0)
+    assert 0 < few.n_boot < 1000
+
+
+def test_spearman_bootstrap_errors():
+    with pytest.raises(ValueError, match="at least 3"):
+        sp.spearman_bootstrap([1, 2], [1, 2])
+    with pytest.raises(ValueError, match="one y per x"):
+        sp.spearman_bootstrap([1, 2, 3], [1, 2])
+    with pytest.raises(ValueError, match="finite"):
+        sp.spearman_bootstrap([1, 2, float("nan")], [1, 2, 3])
+    with pytest.raises(ParameterError, match="n_boot"):
+        sp.spearman_bootstrap([1, 2, 3], [1, 2, 3], n_boot=10)
+    with pytest.raises(ParameterError, match="level"):
+        sp.spearman_bootstrap([1, 2, 3], [1, 2, 3], level=95)
+
+
+def test_accuracy_standard_error():
+    assert sp.accuracy_standard_error(0.98, 10_000) == pytest.approx(0.0014)
+    assert sp.accuracy_standard_error(1.0, 100) == 0.0
+    with pytest.raises(ValueError, match="fraction"):
+        sp.accuracy_standard_error(98.0, 10_000)
+    with pytest.raises(ValueError, match="positive integer"):
+        sp.accuracy_standard_error(0.5, 0)
+
+
+def test_monotonic_with_ties_counts_differences_within_the_standard_error_as_ties():
+    n = 10_000  # standard error at 98 %: 0.0014
+    # ordered by x (given out of order): 0.970, 0.975, 0.980, rising by more than the noise
+    assert sp.monotonic_with_ties([3, 1, 2], [0.980, 0.970, 0.975], n) == {
+        "trend": "increasing", "rises": 3, "falls": 0, "ties": 0, "pairs": 3}
+    assert sp.monotonic_with_ties([1, 2, 3], [0.98, 0.97, 0.96], n)["trend"] == "decreasing"
+    # a dip of 0.0003 (a fifth of the noise) is a tie, not a violation
+    r = sp.monotonic_with_ties([1, 2, 3, 4], [0.970, 0.9800, 0.9797, 0.990], n)
+    assert r["trend"] == "increasing" and r["ties"] == 1 and r["rises"] == 5
+    # the same dip on a test set 100 times larger is larger than the noise: not monotonic
+    assert sp.monotonic_with_ties([1, 2, 3, 4], [0.970, 0.9800, 0.9797, 0.990], 100 * n)["trend"] == "non-monotonic"
+    # a rise and a fall, both beyond the noise
+    assert sp.monotonic_with_ties([1, 2, 3], [0.90, 0.95, 0.93], n) == {
+        "trend": "non-monotonic", "rises": 2, "falls": 1, "ties": 0, "pairs": 3}
+    # small steps that add up: each pair is compared, so a slow fall after a rise is caught
+    slow = sp.monotonic_with_ties([1, 2, 3, 4, 5], [0.950, 0.980, 0.979, 0.978, 0.977], n)
+    assert slow["trend"] == "non-monotonic" and slow["falls"] >= 1
+    assert sp.monotonic_with_ties([1, 2], [0.98, 0.9801], n)["trend"] == "flat"
+
+
+def test_monotonic_with_ties_errors():
+    with pytest.raises(ValueError, match="percentages"):
+        sp.monotonic_with_ties([1, 2], [98.0, 97.0], 100)
+    with pytest.raises(ValueError, match="at least 2"):
+        sp.monotonic_with_ties([1], [0.5], 100)
+    with pytest.raises(ValueError, match="accuracy has 1"):
+        sp.monotonic_with_ties([1, 2], [0.5], 100)
+    with pytest.raises(ValueError, match="finite"):
+        sp.monotonic_with_ties([1, float("nan")], [0.5, 0.6], 100)

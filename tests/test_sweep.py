@@ -8,7 +8,6 @@ raise at once (as a chapter's parameter check would). Each papermill run costs a
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -18,12 +17,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
+import chapters  # tools/chapters.py (tests/conftest.py puts tools/ on sys.path)
+import sweep  # tools/sweep.py
+
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / "tools" / "sweep.py"
-
-_spec = importlib.util.spec_from_file_location("sweep", TOOL)
-sweep = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sweep)
 
 PARAMETERS = '''\
 profile = "paper"  # "paper" or "smoke"
@@ -78,7 +76,7 @@ def test_grid_expansion_ids_and_values():
     assert sweep.folder_name("seeds=[1,2],path=a/b") == "seeds=[1,2],path=a_b"
     assert sweep.flatten({"a": [1, {"b": 2.5}], "s": "x", "n": None, "t": True}) == {"a.0": 1.0, "a.1.b": 2.5}
     for bad in (["seed"], ["seed="], ["seed=1,1"], ["seed=0", "seed=1"], ["seed=3..1"]):
-        with pytest.raises(sweep.SweepError):
+        with pytest.raises(chapters.UsageError):
             sweep.parse_grid(bad)
 
 
@@ -149,6 +147,44 @@ def test_list_run_index_summarize_round_trip(book, tmp_path, capsys):
     assert "| metric | 4 ± 1.4 |" in (out / "summary.md").read_text()
     assert sweep.main(["99_tiny", "--grid", "seed=0,1", "--out", str(out), "--run-index", "0", "--book", str(book)]) == 2
     assert "holds another sweep" in capsys.readouterr().err
+
+
+def test_the_chapter_list_parameters_and_papermill_command(book, tmp_path):
+    """tools/chapters.py, which every tool uses: chapters by file name, the parameters cell, -p/-y, papermill."""
+    (book / "_smoke_99_tiny.ipynb").write_text("{}")  # the tools' temporary copies are not chapters
+    try:
+        assert chapters.stems(book) == ["99_tiny"] and chapters.notebooks(book) == [book / "99_tiny.ipynb"]
+    finally:
+        (book / "_smoke_99_tiny.ipynb").unlink()
+    assert chapters.notebook("book/99_tiny.ipynb", book) == book / "99_tiny.ipynb"
+    with pytest.raises(chapters.UsageError, match="no chapter .*98_nothing.ipynb; chapters: 99_tiny"):
+        chapters.notebook("98_nothing", book)
+    nb = book / "99_tiny.ipynb"
+    assert chapters.parameter_names(nb) == ["profile", "seed", "x", "threads"]
+    assert chapters.notebook_defaults(nb) == {"profile": "paper", "seed": 0, "x": 1.0, "threads": None}
+    parser = __import__("argparse").ArgumentParser()
+    chapters.add_parameter_options(parser)
+    args = parser.parse_args(["-p", "x", "2", "-y", "seed: 3\nx: 1e-3", "-p", "profile", "smoke"])
+    assert chapters.given_parameters(args) == {"seed": 3, "x": 2, "profile": "smoke"}  # -p wins over -y
+    assert chapters.papermill_args(args) == ["-y", "seed: 3\nx: 1e-3", "-p", "x", "2", "-p", "profile", "smoke"]
+    with pytest.raises(chapters.UsageError, match="seedz -> seed"):
+        chapters.check_names(["seedz"], chapters.parameter_names(nb), "-p/-y")
+    cmd = chapters.papermill(nb, tmp_path / "out.ipynb", "-p", "x", "2", cwd=book)
+    assert cmd[:5] == [sys.executable, "-m", "papermill", str(nb), str(tmp_path / "out.ipynb")]
+    assert cmd[-2:] == ["x", "2"] and "--cwd" in cmd and "--prepare-only" not in cmd
+    assert "--prepare-only" in chapters.papermill(nb, tmp_path / "out.ipynb", execute=False)
+    chosen = __import__("argparse").ArgumentParser()
+    chapters.add_chapters_argument(chosen)  # reproduce.py and run_smoke.py: the book's chapters by name
+    assert chosen.parse_args(["book/01_numpy_from_scratch.ipynb"]).chapters == [chapters.notebooks()[0]]
+    assert chosen.parse_args([]).chapters == []  # (the tools then take every chapter)
+    with pytest.raises(SystemExit) as stop:
+        chosen.parse_args(["98_nothing"])
+    assert stop.value.code == 2
+    bad = nbformat.read(nb, as_version=4)
+    bad.cells[1].source += "\nlr = 1 / 3  # not a literal"
+    nbformat.write(bad, tmp_path / "98_bad.ipynb")
+    with pytest.raises(chapters.UsageError, match="the default of lr is not a Python literal"):
+        chapters.notebook_defaults(tmp_path / "98_bad.ipynb")
 
 
 @pytest.mark.parametrize("args, message", [

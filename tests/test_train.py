@@ -113,3 +113,103 @@ def test_plain_text_hides_transient_inner_bars(monkeypatch, capsys):
     out = capsys.readouterr()
     text = out.out + out.err
     assert "outer" in text and "inner" not in text
+
+
+def _reference_epoch(model, X, y, optimizer, batch_size, generator):
+    """train_epoch as it was before the loss stayed on the device: Python sums after every step."""
+    total_loss, correct, seen = 0.0, 0, 0
+    for xb, yb in helpers.batches(X, y, batch_size, generator=generator):
+        optimizer.zero_grad(set_to_none=True)
+        out = model(xb)
+        loss = nn.functional.cross_entropy(out, yb)
+        loss.backward()
+        loss_value = float(loss.detach())
+        check_finite(loss_value)
+        optimizer.step()
+        total_loss += loss_value * len(xb)
+        correct += int((out.argmax(1) == yb).sum())
+        seen += len(xb)
+    return total_loss / seen, correct / seen
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda p: torch.optim.Adam(p, lr=1e-3),
+    lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.5),
+], ids=["adam", "sgd-momentum"])
+def test_epoch_results_and_weights_are_bit_identical_to_the_per_step_python_loop(make_opt):
+    """Loss and accuracy summed on the device (float64, step order) are the same numbers as Python's
+    float sums of float(loss) * len(batch), epoch after epoch, and training is unchanged."""
+    data = tiny_data(n_train=637)  # a last batch of 61: the batch sizes differ
+    nets, opts = [], []
+    for _ in range(2):
+        torch.manual_seed(3)
+        net = nn.Sequential(nn.Linear(784, 48), nn.Tanh(), nn.Linear(48, 10))
+        nets.append(net)
+        opts.append(make_opt(net.parameters()))
+    g0, g1 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    for epoch in range(3):
+        ours = train_epoch(nets[0], data.X_train, data.y_train, opts[0], 64, generator=g0, bar=False)
+        ref = _reference_epoch(nets[1], data.X_train, data.y_train, opts[1], 64, g1)
+        assert ours == ref  # bit-identical floats, not approximately equal
+        assert all(torch.equal(a, b) for a, b in zip(nets[0].parameters(), nets[1].parameters()))
+
+
+def _step_with_bad_loss_at(bad_step: int, value: float):
+    """A training step whose loss at step ``bad_step`` (from 0) is NaN (``loss * nan``: NaN gradients
+    too) or infinite (``loss + inf``: the gradients stay finite)."""
+    calls = []
+
+    def step(model, xb, yb):
+        out = model(xb)
+        loss = nn.functional.cross_entropy(out, yb)
+        if len(calls) == bad_step:
+            loss = loss * value if math.isnan(value) else loss + value  # loss + inf: inf however small the loss
+        calls.append(len(xb))
+        loss.backward()
+        return loss, out
+
+    return step, calls
+
+
+@pytest.mark.parametrize("every,n_train,bad,window,value", [
+    (50, 600, 7, "a step from 0 to 11 of epoch 3", "nan"),  # 12 steps: found by the end-of-epoch check
+    (5, 600, 7, "a step from 5 to 9 of epoch 3", "nan"),  # found by the check after step 9
+    (5, 550, 10, "step 10 of epoch 3", "inf"),  # 11 steps: the last one alone after the check at step 9
+])
+def test_a_nan_or_inf_loss_is_found_within_the_check_window(monkeypatch, every, n_train, bad, window, value):
+    import helpers.train as train_module
+
+    monkeypatch.setattr(train_module, "NAN_CHECK_EVERY", every)
+    data = tiny_data(n_train=n_train)
+    net = nn.Linear(784, 10)
+    step, calls = _step_with_bad_loss_at(bad, float(value))
+    with pytest.raises(TrainingDiverged) as err:
+        train_epoch(net, data.X_train, data.y_train, torch.optim.SGD(net.parameters(), lr=0.1), 50, step=step,
+                    epoch=3, bar=False)
+    msg = str(err.value)
+    assert msg.startswith(f"The loss became {value} at {window}: training diverged. Lower the learning rate (lr=0.1)")
+    last = int(window.split(" of ")[0].split()[-1])
+    assert len(calls) == last + 1  # it stopped at the check, not later
+
+
+def test_a_step_that_fails_on_diverged_weights_reports_the_divergence(monkeypatch):
+    data = tiny_data(n_train=600)
+    net = nn.Linear(784, 10)
+    inner, _ = _step_with_bad_loss_at(2, float("nan"))
+
+    def step(model, xb, yb):
+        if not torch.isfinite(model.weight).all():
+            raise ValueError("some library refuses NaN inputs")
+        return inner(model, xb, yb)
+
+    with pytest.raises(TrainingDiverged, match=r"became nan at a step from 0 to 2 of epoch 1") as err:
+        train_epoch(net, data.X_train, data.y_train, torch.optim.SGD(net.parameters(), lr=0.1), 50, step=step,
+                    epoch=1, bar=False)
+    assert isinstance(err.value.__context__, ValueError)
+
+
+def test_an_empty_epoch_is_a_clear_error():
+    net = nn.Linear(784, 10)
+    with pytest.raises(ValueError, match="X is empty"):
+        train_epoch(net, torch.empty(0, 784), torch.empty(0, dtype=torch.long),
+                    torch.optim.SGD(net.parameters(), lr=0.1), 50, bar=False)

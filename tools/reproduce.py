@@ -3,8 +3,8 @@
 The executed notebook replaces ``book/<stem>.ipynb`` only when the whole run succeeded,
 and the same run writes ``results/<stem>.json``, so the committed notebook and the results
 file always come from one run; after a successful run the scoreboard pages are regenerated
-(``tools/scoreboard.py``). Extra papermill arguments (``-p device cuda``; lists with ``-y "seeds: [0]"``) are recorded
-by papermill in an injected-parameters cell, visible in the executed notebook.
+(``tools/scoreboard.py``). Parameters given with ``-p device cuda`` (lists with ``-y "seeds: [0]"``) are
+recorded by papermill in an injected-parameters cell, visible in the executed notebook.
 
     python tools/reproduce.py 03_local_errors -p device cuda
     python tools/reproduce.py                      # every chapter, in order
@@ -12,38 +12,37 @@ by papermill in an injected-parameters cell, visible in the executed notebook.
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BOOK = ROOT / "book"
+import chapters
+
+ROOT = chapters.ROOT
 
 
-def main(argv: list[str]) -> int:
-    stems = []
-    while argv and not argv[0].startswith("-"):
-        stem = argv.pop(0).removesuffix(".ipynb").removeprefix("book/")
-        if not (BOOK / f"{stem}.ipynb").exists():
-            chapters = sorted(p.stem for p in BOOK.glob("[0-9][0-9]_*.ipynb"))
-            print(f"no chapter book/{stem}.ipynb; chapters: {chapters}", file=sys.stderr)
-            return 2
-        stems.append(stem)
-    args = argv
-    stems = stems or sorted(p.stem for p in BOOK.glob("[0-9][0-9]_*.ipynb"))
-    env = {**os.environ, "BOOK_PLAIN_PROGRESS": "1"}
-    for stem in stems:
-        source = BOOK / f"{stem}.ipynb"
-        running = BOOK / f"_running_{stem}.ipynb"
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tools/reproduce.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    chapters.add_chapters_argument(p)
+    chapters.add_parameter_options(p, "every chapter run")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    extra = chapters.papermill_args(args)
+    for source in args.chapters or chapters.notebooks():
+        stem = source.stem
+        running = source.with_name(f"_running_{stem}.ipynb")
         start = time.perf_counter()
-        print(f"== {stem}: papermill, paper profile {' '.join(args)}", flush=True)
-        result = subprocess.run(
-            [sys.executable, "-m", "papermill", str(source), str(running), "--cwd", str(BOOK),
-             "-k", "python3", "--log-output", "--request-save-on-cell-execute", *args],
-            env=env,
-        )
+        print(f"== {stem}: papermill, paper profile {' '.join(extra)}", flush=True)
+        # the committed outputs show summary lines, not progress bars
+        result = subprocess.run(chapters.papermill(source, running, *extra),
+                                env=chapters.env(BOOK_PROGRESS="none"))
         if result.returncode != 0:
             print(f"== {stem} FAILED after {time.perf_counter() - start:.0f} s; the committed notebook "
                   f"is unchanged, the failed run is in {running.relative_to(ROOT)}", flush=True)
@@ -56,7 +55,7 @@ def main(argv: list[str]) -> int:
 def update_scoreboard() -> int:
     """Regenerate the scoreboard and performance pages (and the README tables) from the new results."""
     print("== scoreboard: python tools/scoreboard.py", flush=True)
-    code = subprocess.run([sys.executable, str(ROOT / "tools" / "scoreboard.py")]).returncode
+    code = subprocess.run([sys.executable, str(Path(__file__).with_name("scoreboard.py"))]).returncode
     if code != 0:
         print("== the run succeeded and its notebook and results file are in place, but the scoreboard could not "
               "be regenerated (message above); fix that, then run `python tools/scoreboard.py`", flush=True)
@@ -64,4 +63,4 @@ def update_scoreboard() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

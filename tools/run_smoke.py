@@ -8,50 +8,43 @@ removed afterwards.
 
     python tools/run_smoke.py                        # every chapter
     python tools/run_smoke.py 03_local_errors        # some chapters
-    python tools/run_smoke.py -- -x                  # extra pytest arguments after --
+    python tools/run_smoke.py --pytest -x -q         # everything after --pytest goes to pytest
 """
 
 from __future__ import annotations
 
-import os
+import argparse
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BOOK = ROOT / "book"
+import chapters
 
 
-def main(argv: list[str]) -> int:
-    extra: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1 :]
-    stems = argv or sorted(p.stem for p in BOOK.glob("[0-9][0-9]_*.ipynb"))
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tools/run_smoke.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    chapters.add_chapters_argument(p)
+    p.add_argument("--pytest", nargs=argparse.REMAINDER, default=[], metavar="ARG",
+                   help="the rest of the command line is passed to pytest")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     copies = []
     try:
-        for stem in stems:
-            source = BOOK / f"{stem}.ipynb"
-            if not source.exists():
-                print(f"no chapter {source.relative_to(ROOT)}; chapters: "
-                      f"{sorted(p.stem for p in BOOK.glob('[0-9][0-9]_*.ipynb'))}", file=sys.stderr)
-                return 2
-            copy = BOOK / f"_smoke_{stem}.ipynb"
-            subprocess.run(
-                [sys.executable, "-m", "papermill", str(source), str(copy), "--prepare-only",
-                 "-p", "profile", "smoke", "--log-level", "WARNING"],
-                check=True,
-            )
+        for source in args.chapters or chapters.notebooks():
+            copy = source.with_name(f"_smoke_{source.stem}.ipynb")
+            subprocess.run(chapters.papermill(source, copy, "-p", "profile", "smoke", execute=False), check=True)
             copies.append(copy)
-        env = {**os.environ, "BOOK_PLAIN_PROGRESS": "1"}
         cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env",
                "--nbval-cell-timeout=600", "-p", "no:cacheprovider", "-o", "testpaths=",
-               *map(str, copies), *extra]
-        return subprocess.run(cmd, cwd=ROOT, env=env).returncode
+               *map(str, copies), *args.pytest]
+        return subprocess.run(cmd, cwd=chapters.ROOT, env=chapters.env()).returncode
     finally:
         for copy in copies:
             copy.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

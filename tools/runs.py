@@ -19,8 +19,6 @@ Stale records (their configuration no longer matches) are listed and kept unless
 from __future__ import annotations
 
 import argparse
-import ast
-import json
 import os
 import shlex
 import signal
@@ -29,25 +27,11 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
+import chapters
+import sweep  # the scheduler
+from chapters import UsageError, notebook_defaults
 
-import sweep  # noqa: E402  (the scheduler and the parameter parsing)
-
-BOOK = ROOT / "book"
-
-
-def notebook_defaults(notebook: Path) -> dict:
-    """The values assigned in the notebook's ``parameters`` cell (literals only)."""
-    cells = json.loads(notebook.read_text())["cells"]
-    cell = next((c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
-    if cell is None:
-        raise sweep.SweepError(f"{notebook.name} has no cell tagged 'parameters'")
-    values = {}
-    for node in ast.parse("".join(cell["source"])).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            values[node.targets[0].id] = ast.literal_eval(node.value)
-    return values
+ROOT = chapters.ROOT
 
 
 def chapter_specs(stem: str, params: dict):
@@ -55,8 +39,8 @@ def chapter_specs(stem: str, params: dict):
 
     grids = runs.grids_of(stem)
     if not grids:
-        raise sweep.SweepError(f"{stem} registers no grid of runs (helpers.runs.GRIDS); chapters with runs: "
-                               f"{', '.join(sorted(runs.GRIDS)) or '(none)'}")
+        raise UsageError(f"{stem} registers no grid of runs (helpers.runs.GRIDS); chapters with runs: "
+                         f"{', '.join(sorted(runs.GRIDS)) or '(none)'}")
     profile = params.get("profile", "paper")
     return [spec for grid in grids for spec in grid.specs(params, profile)]
 
@@ -82,10 +66,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tools/runs.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("chapter", help="chapter stem, e.g. 04_feedback_alignment")
-    p.add_argument("-p", "--parameters", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                   help="a chapter parameter, as papermill's -p")
-    p.add_argument("-y", "--parameters-yaml", action="append", default=[], metavar="YAML",
-                   help="chapter parameters as YAML, as papermill's -y (e.g. \"seeds: [0, 1, 2]\")")
+    chapters.add_parameter_options(p)
     p.add_argument("--list", action="store_true", help="print the status of every run and stop")
     p.add_argument("--print", action="store_true", help="print one shell command per run to train, and stop")
     p.add_argument("--run", metavar="NAME", help="train this one run in this process")
@@ -93,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=None, help="runs at once (default: one per core)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads per run (default 1)")
     p.add_argument("--device", default="cpu", help="device of every run (default cpu)")
-    p.add_argument("--book", type=Path, default=BOOK, help=argparse.SUPPRESS)
+    p.add_argument("--book", type=Path, default=chapters.BOOK, help=argparse.SUPPRESS)
     return p
 
 
@@ -102,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return _main(args)
-    except sweep.SweepError as e:
+    except UsageError as e:
         print(f"runs: {e}", file=sys.stderr)
         return 2
 
@@ -110,25 +91,26 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args) -> int:
     from helpers import runs
 
-    notebook = sweep.chapter_notebook(args.chapter, args.book.resolve())
-    stem = notebook.stem
+    stem = chapters.notebook(args.chapter, args.book.resolve()).stem
+    notebook = chapters.parameters_notebook(stem, args.book.resolve())
+    if notebook.parent.name == "drafts":
+        print(f"== {stem} is under rework: the grid comes from {notebook.relative_to(ROOT)}")
     params = notebook_defaults(notebook)
-    overrides = sweep.base_parameters(args.parameters_yaml, args.parameters)
-    sweep.check_names(overrides, list(params), "-p/-y")
+    overrides = chapters.given_parameters(args)
+    chapters.check_names(overrides, list(params), "-p/-y")
     params.update(overrides)
     if args.jobs is not None and args.jobs < 1:
-        raise sweep.SweepError(f"--jobs {args.jobs}: give a positive number of runs at once")
+        raise UsageError(f"--jobs {args.jobs}: give a positive number of runs at once")
     if args.threads < 1:
-        raise sweep.SweepError(f"--threads {args.threads}: give a positive number of threads")
+        raise UsageError(f"--threads {args.threads}: give a positive number of threads")
     specs = chapter_specs(stem, params)
-    passed = [*(a for y in args.parameters_yaml for a in ("-y", y)),
-              *(a for name, value in args.parameters for a in ("-p", name, value))]
+    passed = chapters.papermill_args(args)
 
     if args.run:
         spec = next((s for s in specs if s.name == args.run), None)
         if spec is None:
-            raise sweep.SweepError(f"--run {args.run}: no such run in {stem}'s grid; runs: "
-                                   f"{', '.join(s.name for s in specs)}")
+            raise UsageError(f"--run {args.run}: no such run in {stem}'s grid; runs: "
+                             f"{', '.join(s.name for s in specs)}")
         runs.train(spec, device=args.device, threads=args.threads)
         return 0
 

@@ -33,14 +33,15 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+import chapters
+
+ROOT = chapters.ROOT
 MARKERS = {"scoreboard": ("<!-- scoreboard:start -->", "<!-- scoreboard:end -->"),
            "performance": ("<!-- performance:start -->", "<!-- performance:end -->")}
 VERDICTS = ("reproduced", "partly", "not reproduced")
 NOT_RUN = "not run yet"
 RULES = ("within", "at_least", "at_most", "more_than", "all_cases", "no_cases")
 REDUCERS = {"max": max, "min": min, "mean": statistics.fmean}
-CHAPTER_GLOB = "[0-9][0-9]_*.ipynb"
 
 
 class ScoreboardError(Exception):
@@ -226,7 +227,7 @@ class Repo:
         return (self.out / "README.md") if self.out else self.root / "README.md"
 
     def chapters(self) -> list[str]:
-        return sorted(p.stem for p in (self.root / "book").glob(CHAPTER_GLOB))
+        return chapters.stems(self.root / "book")
 
     def results_file(self, stem: str) -> Path:
         return self.results / f"{stem}.json"
@@ -264,7 +265,7 @@ def load_registry(repo: Repo) -> dict[str, Any]:
         raise ScoreboardError(f"{path} is not valid YAML: {e}") from None
     if not isinstance(reg, dict) or not isinstance(reg.get("claims"), list):
         raise ScoreboardError(f"{path} must have a top-level list `claims:`")
-    chapters, keys, seen = set(repo.chapters()), bib_keys(repo.root), set()
+    known, keys, seen = set(repo.chapters()), bib_keys(repo.root), set()
     for i, c in enumerate(reg["claims"]):
         where = f"{path.name}, claim {c.get('id', i) if isinstance(c, dict) else i}"
         if not isinstance(c, dict):
@@ -279,8 +280,8 @@ def load_registry(repo: Repo) -> dict[str, Any]:
         if c["id"] in seen:
             raise ScoreboardError(f"{where}: duplicate id")
         seen.add(c["id"])
-        if c["chapter"] not in chapters:
-            raise ScoreboardError(f"{where}: chapter {c['chapter']!r} is not a notebook in book/ ({sorted(chapters)})")
+        if c["chapter"] not in known:
+            raise ScoreboardError(f"{where}: chapter {c['chapter']!r} is not a notebook in book/ ({sorted(known)})")
         src = c["source"]
         if not isinstance(src, dict) or not src.get("name"):
             raise ScoreboardError(f"{where}: source needs at least a name")
@@ -301,7 +302,7 @@ def load_registry(repo: Repo) -> dict[str, Any]:
                                   "path and target always, command for a benchmark (a chapter's is make reproduce)")
         if not ("chapter" in r) ^ ("benchmark" in r):
             raise ScoreboardError(f"{path.name}, ratio {r.get('id')}: give either chapter or benchmark")
-        if "chapter" in r and r["chapter"] not in chapters:
+        if "chapter" in r and r["chapter"] not in known:
             raise ScoreboardError(f"{path.name}, ratio {r.get('id')}: unknown chapter {r['chapter']!r}")
         parse_path(r["path"])
         rule_kind(r["target"])

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import difflib
 import itertools
 import json
 import math
@@ -36,40 +35,20 @@ import shlex
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-BOOK = ROOT / "book"
+import chapters
+from chapters import UsageError
+from helpers.results import write_json
+
+ROOT = chapters.ROOT
 SEED_NAMES = ("seed", "seeds")
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-class SweepError(Exception):
-    """The command cannot work; the message names the problem and the fix (exit code 2)."""
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML without dates (as papermill reads ``-y``), and ``1e-3`` read as a number."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
-
-
-def load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,12 +62,12 @@ def parse_values(text: str) -> list:
     if span:
         first, last = int(span[1]), int(span[2])
         if last < first:
-            raise SweepError(f"the range {text!r} is empty: write FIRST..LAST with FIRST <= LAST, e.g. 0..4")
+            raise UsageError(f"the range {text!r} is empty: write FIRST..LAST with FIRST <= LAST, e.g. 0..4")
         return list(range(first, last + 1))
     try:
-        values = load_yaml(f"[{text}]")
+        values = chapters.load_yaml(f"[{text}]")
     except yaml.YAMLError as e:
-        raise SweepError(f"cannot read the values {text!r} as YAML ({str(e).splitlines()[0]}); "
+        raise UsageError(f"cannot read the values {text!r} as YAML ({str(e).splitlines()[0]}); "
                          f"write them comma-separated, e.g. 0.1,0.01 or \"[0],[1]\" for lists") from None
     return values
 
@@ -100,15 +79,15 @@ def parse_grid(items: list[str]) -> dict[str, list]:
         name, sep, text = item.partition("=")
         name = name.strip()
         if not sep or not _NAME.fullmatch(name):
-            raise SweepError(f"--grid {item!r}: write NAME=V1,V2,... (e.g. --grid seed=0,1,2)")
+            raise UsageError(f"--grid {item!r}: write NAME=V1,V2,... (e.g. --grid seed=0,1,2)")
         if name in grid:
-            raise SweepError(f"--grid {name} is given twice: give all its values in one --grid {name}=V1,V2,...")
+            raise UsageError(f"--grid {name} is given twice: give all its values in one --grid {name}=V1,V2,...")
         values = parse_values(text)
         if not values:
-            raise SweepError(f"--grid {item!r} has no values: write {name}=V1,V2,...")
+            raise UsageError(f"--grid {item!r} has no values: write {name}=V1,V2,...")
         ids = [format_value(v) for v in values]
         if len(set(ids)) < len(ids):
-            raise SweepError(f"--grid {name} repeats a value ({', '.join(ids)}): give each value once")
+            raise UsageError(f"--grid {name} repeats a value ({', '.join(ids)}): give each value once")
         grid[name] = values
     return grid
 
@@ -146,65 +125,7 @@ def plan_runs(grid: dict[str, list]) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Parameters and checks
-
-
-def resolve_p(value: str) -> Any:
-    """A ``-p`` value as papermill reads it: True/False/None, an int, a float, else text."""
-    if value in ("True", "False", "None"):
-        return {"True": True, "False": False, "None": None}[value]
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
-
-
-def chapters(book: Path) -> list[str]:
-    return sorted(p.stem for p in book.glob("[0-9][0-9]_*.ipynb"))
-
-
-def chapter_notebook(stem: str, book: Path) -> Path:
-    stem = stem.removesuffix(".ipynb").split("/")[-1]
-    path = book / f"{stem}.ipynb"
-    if not path.exists():
-        raise SweepError(f"no chapter {path}; chapters: {', '.join(chapters(book)) or '(none)'}")
-    return path
-
-
-def notebook_parameters(path: Path) -> list[str]:
-    import papermill
-
-    names = list(papermill.inspect_notebook(str(path)))
-    if not names:
-        raise SweepError(f"{path.name} has no cell tagged 'parameters': nothing can be swept")
-    return names
-
-
-def check_names(names, known: list[str], what: str) -> None:
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        hints = [f"{n} -> {close[0]}?" for n in unknown if (close := difflib.get_close_matches(n, known, 1, 0.7))]
-        hint = f" (did you mean: {'; '.join(hints)})" if hints else ""
-        raise SweepError(f"{what} {', '.join(unknown)}: not in the chapter's parameters cell{hint}; "
-                         f"its parameters are: {', '.join(known)}")
-
-
-def base_parameters(yaml_texts: list[str], pairs: list[list[str]]) -> dict[str, Any]:
-    """``-y`` texts, then ``-p NAME VALUE`` pairs (the later wins, as in papermill)."""
-    base: dict[str, Any] = {}
-    for text in yaml_texts:
-        try:
-            mapping = load_yaml(text)
-        except yaml.YAMLError as e:
-            raise SweepError(f"-y {text!r} is not YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(mapping, dict):
-            raise SweepError(f"-y {text!r} must be a mapping, e.g. -y \"seeds: [0, 1]\"")
-        base.update(mapping)
-    for name, value in pairs:
-        base[name] = resolve_p(value)
-    return base
+# Cores (the chapter, its parameters and papermill's command line: tools/chapters.py)
 
 
 def core_count() -> int:
@@ -220,19 +141,6 @@ def core_count() -> int:
 
 def now_utc() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def write_json(path: Path, record: Any) -> None:
-    """Atomically (a temporary file in the same folder, then a rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_json(path: Path) -> Any:
@@ -287,11 +195,8 @@ class Sweep:
         parameters = {**self.base, **run["params"], **self.extra}
         (folder / "parameters.yaml").write_text(yaml.safe_dump(parameters, sort_keys=False))
         output = folder / f"{self.stem}.ipynb"
-        cmd = [sys.executable, "-m", "papermill", str(self.notebook), str(output),
-               "-f", str(folder / "parameters.yaml"), "--cwd", str(self.book), "-k", "python3",
-               "--log-output", "--request-save-on-cell-execute"]
-        env = {**os.environ, "BOOK_PLAIN_PROGRESS": "1", "BOOK_RESULTS_DIR": str(folder),
-               **{name: str(self.threads) for name in THREAD_ENV}}
+        cmd = chapters.papermill(self.notebook, output, "-f", str(folder / "parameters.yaml"), cwd=self.book)
+        env = chapters.env(BOOK_RESULTS_DIR=str(folder), **{name: str(self.threads) for name in THREAD_ENV})
         run.update(status="running", started_utc=now_utc(), parameters=parameters, returncode=None,
                    elapsed_s=None, notebook=str(output), log=str(folder / "log.txt"), results=None,
                    command=shlex.join(cmd))
@@ -556,7 +461,7 @@ def collect(out: Path) -> dict:
     """The sweep record of ``out`` with every run's state read from its ``run.json``."""
     record = read_json(out / "sweep.json")
     if not record:
-        raise SweepError(f"{out / 'sweep.json'} is missing or unreadable: give the --out folder of a sweep")
+        raise UsageError(f"{out / 'sweep.json'} is missing or unreadable: give the --out folder of a sweep")
     for run in record["runs"]:
         state = read_json(out / run["folder"] / "run.json")
         if state:
@@ -580,10 +485,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("chapter", nargs="?", help="chapter stem, e.g. 03_local_errors (not needed with --summarize)")
     p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
                    help="a swept parameter and its values; several --grid give their Cartesian product")
-    p.add_argument("-p", "--parameters", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                   help="a fixed parameter for every run, as papermill's -p")
-    p.add_argument("-y", "--parameters-yaml", action="append", default=[], metavar="YAML",
-                   help="fixed parameters for every run, as papermill's -y (e.g. \"n_train: 2000\")")
+    chapters.add_parameter_options(p, "every run (fixed)")
     p.add_argument("--jobs", type=int, default=None, help="runs at once (default: the number of cores)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads per run (default: cores // runs at once): the chapter's `threads` "
@@ -598,7 +500,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--run-index", type=int, default=None, metavar="I",
                    help="run only run I into --out (e.g. a SLURM array task: $SLURM_ARRAY_TASK_ID)")
     p.add_argument("--summarize", action="store_true", help="only summarise the runs present in --out")
-    p.add_argument("--book", type=Path, default=BOOK, help=argparse.SUPPRESS)  # the tests' notebooks
+    p.add_argument("--book", type=Path, default=chapters.BOOK, help=argparse.SUPPRESS)  # the tests' notebooks
     return p
 
 
@@ -606,7 +508,7 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     try:
         return _main(args, argv)
-    except SweepError as e:
+    except UsageError as e:
         print(f"sweep: {e}", file=sys.stderr)
         return 2
 
@@ -617,7 +519,7 @@ def _over(args, grid: dict) -> list[str]:
     over = [n.strip() for n in args.over.split(",") if n.strip()]
     missing = [n for n in over if n not in grid]
     if missing:
-        raise SweepError(f"--over {', '.join(missing)}: not a grid parameter; the grid has {', '.join(grid)}")
+        raise UsageError(f"--over {', '.join(missing)}: not a grid parameter; the grid has {', '.join(grid)}")
     return over
 
 
@@ -638,27 +540,27 @@ def _main(args, argv: list[str]) -> int:
     wanted = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     if args.summarize:
         if args.out is None:
-            raise SweepError("--summarize needs --out DIR, the folder of the sweep")
+            raise UsageError("--summarize needs --out DIR, the folder of the sweep")
         record = collect(args.out)
         over = _over(args, record.get("grid") or {}) if args.over is not None else record.get("over", [])
         return write_summary(record, args.out, over, wanted)
 
     if not args.chapter:
-        raise SweepError("give a chapter, e.g. python tools/sweep.py 03_local_errors --grid seed=0,1,2")
+        raise UsageError("give a chapter, e.g. python tools/sweep.py 03_local_errors --grid seed=0,1,2")
     book = args.book.resolve()
-    notebook = chapter_notebook(args.chapter, book)
+    notebook = chapters.notebook(args.chapter, book)
     stem = notebook.stem
-    known = notebook_parameters(notebook)
+    known = chapters.parameter_names(notebook)
     if not args.grid:
-        raise SweepError("the grid is empty: give at least one --grid NAME=V1,V2,... "
+        raise UsageError("the grid is empty: give at least one --grid NAME=V1,V2,... "
                          f"with NAME among the chapter's parameters: {', '.join(known)}")
     grid = parse_grid(args.grid)
-    check_names(grid, known, "--grid")
-    base = base_parameters(args.parameters_yaml, args.parameters)
-    check_names(base, known, "-p/-y")
+    chapters.check_names(grid, known, "--grid")
+    base = chapters.given_parameters(args)
+    chapters.check_names(base, known, "-p/-y")
     both = [n for n in grid if n in base]
     if both:
-        raise SweepError(f"{', '.join(both)} is both fixed (-p/-y) and swept (--grid): keep one")
+        raise UsageError(f"{', '.join(both)} is both fixed (-p/-y) and swept (--grid): keep one")
     over = _over(args, grid)
     runs = plan_runs(grid)
 
@@ -668,14 +570,14 @@ def _main(args, argv: list[str]) -> int:
         return 0
 
     if args.jobs is not None and args.jobs < 1:
-        raise SweepError(f"--jobs {args.jobs}: give a positive number of runs at once")
+        raise UsageError(f"--jobs {args.jobs}: give a positive number of runs at once")
     if args.threads is not None and args.threads < 1:
-        raise SweepError(f"--threads {args.threads}: give a positive number of threads")
+        raise UsageError(f"--threads {args.threads}: give a positive number of threads")
     if args.run_index is not None:
         if args.out is None:
-            raise SweepError("--run-index needs --out DIR, the same folder for every run of the sweep")
+            raise UsageError("--run-index needs --out DIR, the same folder for every run of the sweep")
         if not 0 <= args.run_index < len(runs):
-            raise SweepError(f"--run-index {args.run_index}: the sweep has runs 0 to {len(runs) - 1} "
+            raise UsageError(f"--run-index {args.run_index}: the sweep has runs 0 to {len(runs) - 1} "
                              f"(see --list)")
     cores = core_count()
     jobs = 1 if args.run_index is not None else min(args.jobs or cores, len(runs))
@@ -688,7 +590,7 @@ def _main(args, argv: list[str]) -> int:
     previous = read_json(out / "sweep.json")
     if previous and (previous.get("chapter") != stem or [r["id"] for r in previous.get("runs", [])]
                      != [r["id"] for r in runs]):
-        raise SweepError(f"{out} holds another sweep ({previous.get('chapter')}, "
+        raise UsageError(f"{out} holds another sweep ({previous.get('chapter')}, "
                          f"{len(previous.get('runs', []))} runs): choose another --out")
     command = shlex.join(["python", "tools/sweep.py", *_without_run_index(argv)])
     record = {"chapter": stem, "notebook": str(notebook), "command": command,

@@ -18,7 +18,9 @@ from pathlib import Path
 import nbformat
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+import chapters
+
+ROOT = chapters.ROOT
 PACKAGE = "beyond-backprop-helpers"
 
 
@@ -99,16 +101,12 @@ def sync(notebook: Path, root: Path = ROOT) -> bool:
     return changed
 
 
-def chapters(root: Path = ROOT) -> list[Path]:
-    return sorted(p for p in (root / "book").glob("[0-9][0-9]_*.ipynb") if not p.name.startswith("_smoke_"))
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only report stale notebooks; exit 1 if any")
     args = parser.parse_args(argv)
     bad = 0
-    for nb in chapters():
+    for nb in chapters.notebooks():
         if args.check:
             stale = stale_cells(nb)
             if stale:

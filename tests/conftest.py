@@ -111,3 +111,13 @@ def built_book(tmp_path_factory) -> Path:
     return out / "_build" / "html"
 
 
+@pytest.fixture
+def places(tmp_path, monkeypatch, fake_mnist_root):
+    """Run records on the generated MNIST-shaped folder, in a fresh cache and results folder, 1 thread."""
+    import torch
+
+    monkeypatch.setenv("BOOK_DATA_DIR", str(fake_mnist_root))
+    monkeypatch.setenv("BOOK_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path / "results"))
+    torch.set_num_threads(1)
+    return tmp_path

@@ -34,15 +34,6 @@ def spec(name="tiny", network="greedy", **changes) -> runs.RunSpec:
                         config(network, **changes), "smoke")
 
 
-@pytest.fixture
-def places(tmp_path, monkeypatch, fake_mnist_root):
-    monkeypatch.setenv("BOOK_DATA_DIR", str(fake_mnist_root))
-    monkeypatch.setenv("BOOK_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path / "results"))
-    torch.set_num_threads(1)
-    return tmp_path
-
-
 # --------------------------------------------------------------------------- what a record holds
 def test_a_greedy_record_holds_curves_spectra_attacks_and_saturation(places):
     r = runs.train(spec(), verbose=False)

@@ -37,14 +37,6 @@ def spec(name="tiny", **changes) -> runs.RunSpec:
     return runs.RunSpec("99_runs_test", name, TRAINER, config(**changes), "smoke")
 
 
-@pytest.fixture
-def places(tmp_path, monkeypatch, fake_mnist_root):
-    monkeypatch.setenv("BOOK_DATA_DIR", str(fake_mnist_root))
-    monkeypatch.setenv("BOOK_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path / "results"))
-    return tmp_path
-
-
 def test_a_missing_run_is_trained_and_its_record_has_every_field(places, capsys):
     s = spec()
     records = runs.ensure([s], verbose=False)

@@ -18,15 +18,6 @@ from helpers import runs, sparse, sparse_table
 TRAINER = "helpers.sparse_table:train_table_run"
 
 
-@pytest.fixture
-def places(tmp_path, monkeypatch, fake_mnist_root):
-    monkeypatch.setenv("BOOK_DATA_DIR", str(fake_mnist_root))
-    monkeypatch.setenv("BOOK_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path / "results"))
-    torch.set_num_threads(1)
-    return tmp_path
-
-
 def test_rows_have_the_configuration_of_experiments_paper_cfg():
     c = {row: sparse_table.row_config(row, 0) for row in sparse_table.ROWS}
     pick = ("lr", "momentum", "epochs", "first_epoch_batch_size", "batch_size", "hidden", "k", "weight_density")

@@ -175,23 +175,20 @@ class Grid:
 
     def params(self, values: dict | Any | None = None, profile: str | None = None) -> dict:
         """The grid's parameters: defaults, then ``values`` (a dict or a chapter's ``Params``),
-        then the smoke overrides when the profile is ``smoke``."""
+        then the smoke overrides when the profile (``profile``, else that of ``values``) is ``smoke``."""
         if values is not None and not isinstance(values, dict):
             values = values.as_dict() if hasattr(values, "as_dict") else vars(values)
         values = dict(values or {})
-        profile = profile or values.get("profile", "paper")
         out = {k: values.get(k, v) for k, v in self.defaults.items()}
-        if profile == "smoke":
+        if (profile or values.get("profile", "paper")) == "smoke":
             out.update(self.smoke)
         return out
 
     def specs(self, values: dict | Any | None = None, profile: str | None = None) -> list[RunSpec]:
         """The runs of the grid for these parameters (see :meth:`params`)."""
         if profile is None:
-            if isinstance(values, dict):
-                profile = values.get("profile", "paper")
-            else:
-                profile = getattr(values, "profile", None) or "paper"
+            profile = (values.get("profile") if isinstance(values, dict) else getattr(values, "profile", None)) \
+                or "paper"
         params = self.params(values, profile)
         tid = _trainer_id(self.trainer)
         out, seen = [], set()

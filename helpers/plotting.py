@@ -11,7 +11,14 @@ from typing import Sequence
 import matplotlib as mpl
 import numpy as np
 
-__all__ = ["RULE_COLORS", "CLASS_COLORS", "apply_style", "rule_color", "plot_runs", "label_axes"]
+__all__ = [
+    "RULE_COLORS",
+    "CLASS_COLORS",
+    "apply_style",
+    "rule_color",
+    "plot_runs",
+    "label_axes",
+]
 
 #: One colour per learning rule, used in every chapter (Okabe-Ito, colour-blind safe).
 RULE_COLORS = {
@@ -58,12 +65,23 @@ def rule_color(rule: str) -> str:
     try:
         return RULE_COLORS[rule]
     except KeyError:
-        raise KeyError(f"no colour for rule {rule!r}; known: {sorted(RULE_COLORS)}") from None
+        raise KeyError(
+            f"no colour for rule {rule!r}; known: {sorted(RULE_COLORS)}"
+        ) from None
 
 
-def plot_runs(ax, x: Sequence[float], runs, *, rule: str | None = None, label: str | None = None,
-              color: str | None = None, **line_kwargs):
-    """Plot the mean over seeds of ``runs`` (shape seeds × len(x), or one run) with a ±1 std band.
+def plot_runs(
+    ax,
+    x: Sequence[float],
+    runs,
+    *,
+    rule: str | None = None,
+    label: str | None = None,
+    color: str | None = None,
+    **line_kwargs,
+):
+    """Plot the mean over seeds of ``runs`` (shape seeds × len(x), or one run) with a ±1
+    std band.
 
     Returns the line. The band is drawn only when there are at least two runs.
     """
@@ -75,14 +93,20 @@ def plot_runs(ax, x: Sequence[float], runs, *, rule: str | None = None, label: s
     mean = Y.mean(0)
     n = Y.shape[0]
     suffix = f" (n={n})" if n > 1 else ""
-    (line,) = ax.plot(x, mean, color=color, label=(label or rule or "") + suffix, **line_kwargs)
+    (line,) = ax.plot(
+        x, mean, color=color, label=(label or rule or "") + suffix, **line_kwargs
+    )
     if n > 1:
         std = Y.std(0, ddof=1)
-        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.fill_between(
+            x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0
+        )
     return line
 
 
-def label_axes(ax, xlabel: str, ylabel: str, title: str | None = None, legend: bool | None = None):
+def label_axes(
+    ax, xlabel: str, ylabel: str, title: str | None = None, legend: bool | None = None
+):
     """Label both axes (with units, please), set the title, and add a legend when there
     is more than one labelled artist."""
     ax.set_xlabel(xlabel)
@@ -90,6 +114,9 @@ def label_axes(ax, xlabel: str, ylabel: str, title: str | None = None, legend: b
     if title:
         ax.set_title(title)
     handles, labels = ax.get_legend_handles_labels()
-    if legend or (legend is None and len([lab for lab in labels if lab and not lab.startswith("_")]) > 1):
+    if legend or (
+        legend is None
+        and len([lab for lab in labels if lab and not lab.startswith("_")]) > 1
+    ):
         ax.legend()
     return ax

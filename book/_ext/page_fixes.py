@@ -30,7 +30,9 @@ import shutil
 from pathlib import Path
 
 _MATHJAX_BUNDLE = "tex-svg.js"
-_TEX_EXTENSIONS = Path("input", "tex", "extensions")  # loaded on demand, relative to the bundle
+_TEX_EXTENSIONS = Path(
+    "input", "tex", "extensions"
+)  # loaded on demand, relative to the bundle
 
 
 def _mathjax_files():
@@ -66,7 +68,6 @@ def _copy_mathjax(app, exception):
 _MODE_FIX = 'if (!document.documentElement.dataset.mode) { document.documentElement.dataset.mode = "auto"; }'
 
 
-
 def _key(script):
     attributes = getattr(script, "attributes", {}) or {}
     filename = getattr(script, "filename", script) or ""  # inline scripts: None or ""
@@ -90,5 +91,7 @@ def setup(app):
     app.connect("config-inited", _use_local_mathjax)
     app.connect("build-finished", _copy_mathjax)
     app.add_js_file(None, body=_MODE_FIX, priority=900)
-    app.connect("html-page-context", _dedupe, priority=100)  # early: emit_firstresult stops at the first handler returning a value
+    app.connect(
+        "html-page-context", _dedupe, priority=100
+    )  # early: emit_firstresult stops at the first handler returning a value
     return {"parallel_read_safe": True, "parallel_write_safe": True}

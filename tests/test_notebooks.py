@@ -38,12 +38,20 @@ RESIDUE = re.compile(
 #: Committed chapters allowed to fail the checks of this file for a while, with the
 #: reason and the date after which the exemption lapses (the tests then fail on their
 #: own). ``strict=True``: an exempt check also fails as soon as the chapter passes it.
-EXEMPT = {
+EXEMPT = {  # stem -> (until, why, the checks it is exempt from)
     "03_local_errors": (
         datetime.date(2026, 12, 22),
         "the committed chapter 3 is the old paper run (tqdm bars in its outputs, code "
         "not yet formatted); its rerun from book/drafts/03_local_errors.ipynb replaces "
         "it next session",
+        {"residue", "long_output", "line_length"},
+    ),
+    "06_learning_rules_compared": (
+        datetime.date(2026, 12, 22),
+        "the committed chapter 6 outputs come from its run before the rule "
+        "interface (bars in them); its rerun, batched with chapter 3's, replaces "
+        "them next session",
+        {"residue"},
     ),
 }
 
@@ -133,20 +141,21 @@ def long_code_lines(cells: list[dict]) -> list[str]:
     ]
 
 
-def _params(paths: list[Path]) -> list:
-    """The notebooks as test parameters; an exempt committed chapter is marked xfail."""
+def _params(paths: list[Path], check: str) -> list:
+    """The notebooks as test parameters; a committed chapter exempt from ``check`` is
+    marked xfail (strict: it fails as soon as the chapter passes)."""
     params = []
     for nb in paths:
         marks = []
         if nb.parent == ROOT / "book" and nb.stem in EXEMPT:
-            until, why = EXEMPT[nb.stem]
-            if datetime.date.today() <= until:
+            until, why, checks = EXEMPT[nb.stem]
+            if check in checks and datetime.date.today() <= until:
                 marks = [pytest.mark.xfail(reason=f"until {until}: {why}", strict=True)]
         params.append(pytest.param(nb, marks=marks, id=_id(nb)))
     return params
 
 
-@pytest.mark.parametrize("nb_path", _params(CHAPTERS))
+@pytest.mark.parametrize("nb_path", _params(CHAPTERS, "residue"))
 def test_committed_outputs_carry_no_progress_residue(nb_path):
     found = residue(_cells(nb_path))
     assert not found, (
@@ -157,7 +166,7 @@ def test_committed_outputs_carry_no_progress_residue(nb_path):
     )
 
 
-@pytest.mark.parametrize("nb_path", _params(CHAPTERS + DRAFTS))
+@pytest.mark.parametrize("nb_path", _params(CHAPTERS + DRAFTS, "long_output"))
 def test_no_output_longer_than_a_screen_without_a_reason(nb_path):
     found = long_outputs(_cells(nb_path))
     assert not found, (
@@ -168,7 +177,7 @@ def test_no_output_longer_than_a_screen_without_a_reason(nb_path):
     )
 
 
-@pytest.mark.parametrize("nb_path", _params(CHAPTERS + DRAFTS))
+@pytest.mark.parametrize("nb_path", _params(CHAPTERS + DRAFTS, "line_length"))
 def test_code_lines_fit_the_rendered_column(nb_path):
     found = long_code_lines(_cells(nb_path))
     assert not found, (

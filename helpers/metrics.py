@@ -113,6 +113,7 @@ def noise_correct(
     seed: int = 0,
     batch_size: int = 1000,
     n_test: int | None = None,
+    white: float = WHITE_PIXEL,
 ) -> list[int]:
     """Correctly classified test digits at each noise level (a list of ints, one per
     level).
@@ -125,7 +126,9 @@ def noise_correct(
     from a CPU generator seeded with ``seed`` and drawn level after level, so two models
     scored with the same seed and levels see the same noisy digits. The model runs in
     eval mode (its mode is restored). ``n_test`` limits the test digits used (the first
-    n_test).
+    n_test). ``white`` is the noise value (default the paper's
+    :data:`~helpers.attacks.WHITE_PIXEL`): a pixel value on the [0, 1] scale with
+    ``where="unit"``, the number written as is with ``where="normalized"``.
     """
     if where not in ("unit", "normalized"):
         raise ValueError(
@@ -135,7 +138,7 @@ def noise_correct(
     X, y = data.X_test, data.y_test
     if n_test is not None:
         X, y = X[:n_test], y[:n_test]
-    value = (WHITE_PIXEL - data.mean) / data.std if where == "unit" else WHITE_PIXEL
+    value = (white - data.mean) / data.std if where == "unit" else white
     generator = torch.Generator().manual_seed(seed)
     out = []
     for level in levels:

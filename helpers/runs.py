@@ -82,6 +82,7 @@ GRIDS: dict[str, list[str]] = {
     "03_local_errors": ["helpers.local_table:TABLE"],
     "04_feedback_alignment": ["helpers.dfa_table:TABLE"],
     "05_sparse_representations": ["helpers.sparse_table:TABLE"],
+    "07_claims_on_fashion_mnist": ["helpers.fashion_table:TABLE"],
 }
 
 

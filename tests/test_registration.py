@@ -155,12 +155,14 @@ def test_every_chapter_is_registered_everywhere(stem):
 
 
 def test_the_registries_name_only_chapters_that_exist():
-    for where, names in (
-        ("RESULTS_KEYS in tests/test_registration.py", RESULTS_KEYS),
-        ("NO_CLAIMS in tests/test_registration.py", NO_CLAIMS),
-        ("helpers.runs.GRIDS", runs.GRIDS),
+    # a new chapter's grid is registered while the chapter is still a draft
+    drafts = {p.stem for p in (ROOT / "book" / "drafts").glob("*.ipynb")}
+    for where, names, known in (
+        ("RESULTS_KEYS in tests/test_registration.py", RESULTS_KEYS, set(STEMS)),
+        ("NO_CLAIMS in tests/test_registration.py", NO_CLAIMS, set(STEMS)),
+        ("helpers.runs.GRIDS", runs.GRIDS, set(STEMS) | drafts),
     ):
-        unknown = sorted(set(names) - set(STEMS))
+        unknown = sorted(set(names) - known)
         assert not unknown, (
             f"{where} names {unknown}, not chapters (book/NN_<name>.ipynb): {STEMS}"
         )

@@ -112,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args) -> int:
     from helpers import runs
 
-    stem = chapters.notebook(args.chapter, args.book.resolve()).stem
-    notebook = chapters.parameters_notebook(stem, args.book.resolve())
+    # a new chapter may exist only as a draft (book/drafts/<stem>.ipynb) until its run
+    name = args.chapter.removesuffix(".ipynb").split("/")[-1]
+    notebook = chapters.parameters_notebook(name, args.book.resolve())
+    stem = notebook.stem
     if notebook.parent.name == "drafts":
         print(
             f"== {stem} is under rework: the grid comes from "

@@ -368,27 +368,22 @@ def chapters_table(repo: Repo, style: str) -> str:
         "Data",
         "Command (with the committed run's papermill overrides)",
     ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for stem in repo.chapters():
         rec = load_json(repo.results_file(stem))
         command = f"`{reproduce_command(repo, stem)}`"
         if rec is None:
-            lines.append(
-                "| "
-                + " | ".join(
-                    cell(x)
-                    for x in (
-                        chapter_label(stem, style),
-                        chapter_title(repo, stem),
-                        NOT_RUN,
-                        "—",
-                        "—",
-                        "—",
-                        "—",
-                        command,
-                    )
-                )
-                + " |"
+            rows.append(
+                [
+                    chapter_label(stem, style),
+                    chapter_title(repo, stem),
+                    NOT_RUN,
+                    "—",
+                    "—",
+                    "—",
+                    "—",
+                    command,
+                ]
             )
             continue
         data = rec.get("data") or {}
@@ -406,26 +401,21 @@ def chapters_table(repo: Repo, style: str) -> str:
         )
         if rec.get("profile") != "paper":
             data_text += f" ({rec.get('profile')} profile)"
-        lines.append(
-            "| "
-            + " | ".join(
-                cell(x)
-                for x in (
-                    chapter_label(stem, style),
-                    chapter_title(repo, stem),
-                    hmm(rec.get("wall_time_s")),
-                    rec.get("device") or "cpu (no device parameter)",
-                    rec.get("cpu_threads", "—"),
-                    (rec.get("finished_utc") or "—")
-                    .replace("T", " ")
-                    .replace("+00:00", ""),
-                    data_text,
-                    command,
-                )
-            )
-            + " |"
+        rows.append(
+            [
+                chapter_label(stem, style),
+                chapter_title(repo, stem),
+                hmm(rec.get("wall_time_s")),
+                rec.get("device") or "cpu (no device parameter)",
+                rec.get("cpu_threads", "—"),
+                (rec.get("finished_utc") or "—")
+                .replace("T", " ")
+                .replace("+00:00", ""),
+                data_text,
+                command,
+            ]
         )
-    return "\n".join(lines)
+    return cl.markdown_table(head, rows)
 
 
 def ratio_file(repo: Repo, r: dict[str, Any]) -> Path:
@@ -514,7 +504,7 @@ def cost_table(repo: Repo, style: str) -> str:
         "Their CPU time, h:mm",
         "Whole paper profile, CPU-hours",
     ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for stem in repo.chapters():
         rec = load_json(repo.results_file(stem)) or {}
         recs = records.get(stem, [])
@@ -522,21 +512,16 @@ def cost_table(repo: Repo, style: str) -> str:
         wall = rec.get("wall_time_s")
         threads = rec.get("cpu_threads") or 1
         total = (cpu + (wall or 0) * threads) / 3600 if (recs or wall) else None
-        lines.append(
-            "| "
-            + " | ".join(
-                cell(x)
-                for x in (
-                    chapter_label(stem, style),
-                    hmm(wall),
-                    f"{len(recs)}" if recs else "—",
-                    hmm(cpu) if recs else "—",
-                    f"{total:.1f}" if total is not None else "—",
-                )
-            )
-            + " |"
+        rows.append(
+            [
+                chapter_label(stem, style),
+                hmm(wall),
+                f"{len(recs)}" if recs else "—",
+                hmm(cpu) if recs else "—",
+                f"{total:.1f}" if total is not None else "—",
+            ]
         )
-    return "\n".join(lines)
+    return cl.markdown_table(head, rows)
 
 
 def records_table(repo: Repo, style: str) -> str:
@@ -552,33 +537,28 @@ def records_table(repo: Repo, style: str) -> str:
         "Finished (UTC)",
         "Commit",
     ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for stem, recs in run_records(repo).items():
         for r in recs:
             commit = (r.get("git_commit") or "?")[:7] + (
                 " (uncommitted changes)" if r.get("git_dirty") else ""
             )
-            lines.append(
-                "| "
-                + " | ".join(
-                    cell(x)
-                    for x in (
-                        chapter_label(stem, style),
-                        f"`{r.get('name')}`",
-                        r.get("epochs_run", "—"),
-                        hmm(r.get("cpu_s")),
-                        hmm(r.get("wall_s")),
-                        r.get("threads", "—"),
-                        r.get("device", "—"),
-                        (r.get("finished_utc") or "—")
-                        .replace("T", " ")
-                        .replace("+00:00", ""),
-                        commit,
-                    )
-                )
-                + " |"
+            rows.append(
+                [
+                    chapter_label(stem, style),
+                    f"`{r.get('name')}`",
+                    r.get("epochs_run", "—"),
+                    hmm(r.get("cpu_s")),
+                    hmm(r.get("wall_s")),
+                    r.get("threads", "—"),
+                    r.get("device", "—"),
+                    (r.get("finished_utc") or "—")
+                    .replace("T", " ")
+                    .replace("+00:00", ""),
+                    commit,
+                ]
             )
-    return "\n".join(lines) if len(lines) > 2 else "No run records yet."
+    return cl.markdown_table(head, rows) if rows else "No run records yet."
 
 
 def throughput_table(repo: Repo) -> str:
@@ -593,20 +573,15 @@ def throughput_table(repo: Repo) -> str:
         "Its matrix products alone, ms",
         "Efficiency (products / step)",
     ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for name, n in rec.get("nets", {}).items():
-        lines.append(
-            "| "
-            + " | ".join(
-                cell(x)
-                for x in (
-                    name,
-                    f"{n['step_ms']:.2f}",
-                    f"{n['matmul_ms']:.2f}",
-                    f"{n['efficiency']:.2f}",
-                )
-            )
-            + " |"
+        rows.append(
+            [
+                name,
+                f"{n['step_ms']:.2f}",
+                f"{n['matmul_ms']:.2f}",
+                f"{n['efficiency']:.2f}",
+            ]
         )
     rate = rec.get("matmul_gflops")
     intro = (
@@ -633,7 +608,7 @@ def throughput_table(repo: Repo) -> str:
         if why
         else ""
     )
-    return intro + bounds + "\n\n" + "\n".join(lines)
+    return intro + bounds + "\n\n" + cl.markdown_table(head, rows)
 
 
 def performance_block(

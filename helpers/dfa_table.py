@@ -196,6 +196,10 @@ def epoch_flops(
 def train_table_run(config: dict, ctx: runs.RunContext) -> dict:
     """One row x rule x seed of Nøkland's MNIST table (see the module docstring for the
     protocol).
+
+    An optional ``n_val`` in the configuration trains on the rest of the training set
+    and puts ``n_val`` held-out training images in the test set's place
+    (:meth:`helpers.runs.RunContext.data`): ``test_err`` is then the held-out error.
     """
     hidden, rule = list(config["hidden"]), config["rule"]
     data = ctx.data(
@@ -204,6 +208,7 @@ def train_table_run(config: dict, ctx: runs.RunContext) -> dict:
         normalize="unit",
         flatten=True,
         dataset=config["dataset"],
+        n_val=config.get("n_val"),
     )
     X, y, Xt, yt = data.X_train, data.y_train, data.X_test, data.y_test
     T = torch.nn.functional.one_hot(y, 10).to(X.dtype)

@@ -18,6 +18,14 @@ configuration:
 * ``blog`` (claim 3's second check): :func:`train_blog_pair`, the blog post's one-epoch
   dense and sparse CNNs (chapter 5).
 
+Each claim keeps its source's learning rate. The *learning-rate check* (piece
+``lrcheck``, Fashion-MNIST and the first seed only) asks whether that rate suits
+Fashion-MNIST: every rule of every claim is trained at the source's rate divided and
+multiplied by ``lrcheck_step`` for a short budget, on the training set minus ``n_val``
+held-out training images, and scored on those (the trainers' optional ``n_val``); the
+test set plays no part. :func:`lr_check` reads the runs, :func:`lr_tilt` says whether
+the source's rate favours one rule of a pair.
+
 The noise of claim 3 is the paper's: a fraction of each image's pixels set to a "white"
 value on the [0, 1] scale before normalisation. The paper's value is MNIST's mean plus
 two standard deviations (:data:`helpers.attacks.WHITE_PIXEL`); Fashion-MNIST's runs use
@@ -51,6 +59,10 @@ __all__ = [
     "blog_cnn",
     "choose_dataset",
     "gap_bootstrap",
+    "held_out_acc",
+    "lr_check",
+    "lr_factors",
+    "lr_tilt",
     "parse_arch",
     "train_blog_pair",
     "train_claim_run",
@@ -71,7 +83,7 @@ NOISE_LEVELS = sparse_table.NOISE_LEVELS
 #: The two rows of the paper's Table 1 that claim 3 compares.
 SPARSE_ROWS = ("Dense CNN-1", "Sparse CNN-1")
 
-_PIECES = ("dfa", "local", "sparse", "blog")
+_PIECES = ("dfa", "local", "sparse", "blog", "lrcheck")
 
 
 def parse_arch(arch: str) -> list[int]:
@@ -123,9 +135,13 @@ def train_blog_pair(config: dict, ctx: runs.RunContext) -> dict:
     """One net of the blog post's pair (``config["kind"]``), trained by SGD for
     ``epochs`` with the book's training epoch, then scored with the paper's noise
     (white value ``white_pixel`` on the [0, 1] scale) on the same noisy test images for
-    every net of a seed."""
+    every net of a seed. With ``n_val``: trained on the rest of the training set and
+    scored on ``n_val`` held-out training images instead of the test set."""
     data = ctx.data(
-        n_train=config["n_train"], n_test=config["n_test"], dataset=config["dataset"]
+        n_train=config["n_train"],
+        n_test=config["n_test"],
+        dataset=config["dataset"],
+        n_val=config.get("n_val"),
     )
     seed_everything(config["seed"])
     net = blog_cnn(config["kind"], config["k"], config["density"]).to(ctx.device)
@@ -181,25 +197,31 @@ _TRAINERS = {
 }
 
 
+_LABELS = ("piece", "data", "inner_numerics", "of", "lr_factor")
+
+
 @runs.trainer(numerics="1")
 def train_claim_run(config: dict, ctx: runs.RunContext) -> dict:
-    """One piece x data set x seed: the claim's own trainer (see the module docstring)
-    with the configuration minus this grid's labels (``piece``, ``data``,
-    ``inner_numerics``)."""
+    """One piece x data set x seed: the claim's own trainer (see the module docstring;
+    a learning-rate check, ``lrcheck``: the trainer of the piece it checks, ``of``) with
+    the configuration minus this grid's labels (``piece``, ``data``,
+    ``inner_numerics``, ``of``, ``lr_factor``)."""
     piece = config["piece"]
-    if piece not in _TRAINERS:
-        raise ParameterError(f"piece={piece!r} is not known; allowed: {_PIECES}")
-    inner = {
-        k: v for k, v in config.items() if k not in ("piece", "data", "inner_numerics")
-    }
-    return _TRAINERS[piece](inner, ctx)
+    trainer = config.get("of") if piece == "lrcheck" else piece
+    if trainer not in _TRAINERS:
+        raise ParameterError(
+            f"piece={piece!r} (of={config.get('of')!r}) is not known; allowed: "
+            f"{_PIECES}, a 'lrcheck' of one of the others"
+        )
+    inner = {k: v for k, v in config.items() if k not in _LABELS}
+    return _TRAINERS[trainer](inner, ctx)
 
 
-def _local_config(p: dict, network: str, seed: int, dataset: str) -> dict:
+def _local_config(p: dict, network: str, seed: int, dataset: str, epochs: int) -> dict:
     q = dict(local_table.DEFAULTS)
     q.update(
         seeds=[seed],
-        epochs=p["local_epochs"],
+        epochs=epochs,
         n_train=p["n_train"],
         n_test=p["n_test"],
         width=p["width"],
@@ -213,66 +235,129 @@ def _local_config(p: dict, network: str, seed: int, dataset: str) -> dict:
     return config
 
 
+def _pieces(p: dict, seed: int, dataset: str, epochs: dict) -> list[dict]:
+    """Every piece of every claim for one seed and data set, ``epochs[piece]`` epochs
+    each (greedy local errors: per layer), as ``{"piece": ..., **configuration}``."""
+    out = []
+    for arch in p["dfa_archs"]:
+        for rule in ("bp", "dfa"):
+            c = dfa_table._expand(
+                {
+                    "seeds": [seed],
+                    "table_archs": ["1x800"],
+                    "table_rules": [rule],
+                    "table_lr": p["dfa_lr"],
+                    "batch_size": p["batch_size"],
+                    "table_max_epochs": epochs["dfa"],
+                    "n_train": p["n_train"],
+                    "n_test": p["n_test"],
+                }
+            )[0]
+            c.update(arch=arch, hidden=parse_arch(arch), dataset=dataset)
+            out.append({"piece": "dfa", **c})
+    for network in local_table.NETWORKS:
+        c = _local_config(p, network, seed, dataset, epochs["local"])
+        out.append({"piece": "local", **c})
+    for row in SPARSE_ROWS:
+        c = sparse_table.row_config(
+            row,
+            seed,
+            epochs=epochs["sparse"],
+            n_train=p["n_train"],
+            n_test=p["n_test"],
+        )
+        c.update(dataset=dataset, white_pixel=WHITE[dataset])
+        out.append({"piece": "sparse", **c})
+    for kind in ("dense", "sparse"):
+        c = {
+            "kind": kind,
+            "seed": seed,
+            "k": 100,
+            "density": 0.5,
+            "lr": 0.01,
+            "momentum": 0.5,
+            "batch_size": 64,
+            "epochs": epochs["blog"],
+            "n_train": p["n_train"],
+            "n_test": p["n_test"],
+            "dataset": dataset,
+            "white_pixel": WHITE[dataset],
+            "noise_levels": list(NOISE_LEVELS),
+            "noise_seed": seed,
+        }
+        out.append({"piece": "blog", **c})
+    return out
+
+
+def lr_factors(step: float) -> list[float]:
+    """The learning-rate check's multiples of a source's rate: ``[1/step, 1, step]``."""
+    if isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 1:
+        raise ParameterError(
+            f"lrcheck_step={step!r} must be a number above 1 (the check tries each "
+            "source's rate divided and multiplied by it), e.g. 3"
+        )
+    return [1 / step, 1.0, float(step)]
+
+
+def _lrcheck(p: dict) -> list[dict]:
+    """The learning-rate check: every piece on Fashion-MNIST for the first seed, at each
+    of :func:`lr_factors` times its source's rate, trained on the training set minus
+    ``n_val`` images and scored on those, for the check's short budget. Only what the
+    check reads is kept of each trainer's tests: no noise levels beyond 0, no
+    perturbations or attacks beyond the smallest PGD, one epoch of linear probes."""
+    epochs = {
+        "dfa": p["lrcheck_dfa_epochs"],
+        "local": p["lrcheck_local_epochs"],
+        "sparse": p["lrcheck_sparse_epochs"],
+        "blog": p["blog_epochs"],
+    }
+    lean = {
+        "local": {
+            "gaussian_sigmas": [],
+            "fgsm_eps": [],
+            "pgd_steps": 1,
+            "n_pgd": min(100, p["n_val"]),
+            "probe_epochs": 1,
+        },
+        "sparse": {"noise_levels": [0.0]},
+        "blog": {"noise_levels": [0.0]},
+    }
+    out = []
+    for factor in lr_factors(p["lrcheck_step"]):
+        for c in _pieces(p, p["seeds"][0], p["fashion_dataset"], epochs):
+            piece = c.pop("piece")
+            c.update(lean.get(piece, {}), lr=c["lr"] * factor, n_val=p["n_val"])
+            if "track_layers" in c:
+                c["track_layers"] = []
+            label = {"piece": "lrcheck", "of": piece, "lr_factor": factor}
+            out.append({**label, "data": "fashion", "inner_numerics": None, **c})
+    return out
+
+
 def _expand(p: dict) -> list[dict]:
     datasets = {"mnist": "mnist", "fashion": p["fashion_dataset"]}
+    epochs = {
+        "dfa": p["dfa_epochs"],
+        "local": p["local_epochs"],
+        "sparse": p["sparse_epochs"],
+        "blog": p["blog_epochs"],
+    }
     out = []
     for seed in p["seeds"]:
         for data, dataset in datasets.items():
-            label = {"data": data, "inner_numerics": None}
-            for arch in p["dfa_archs"]:
-                for rule in ("bp", "dfa"):
-                    c = dfa_table._expand(
-                        {
-                            "seeds": [seed],
-                            "table_archs": ["1x800"],
-                            "table_rules": [rule],
-                            "table_lr": p["dfa_lr"],
-                            "batch_size": p["batch_size"],
-                            "table_max_epochs": p["dfa_epochs"],
-                            "n_train": p["n_train"],
-                            "n_test": p["n_test"],
-                        }
-                    )[0]
-                    c.update(arch=arch, hidden=parse_arch(arch), dataset=dataset)
-                    out.append({"piece": "dfa", **label, **c})
-            for network in local_table.NETWORKS:
-                c = _local_config(p, network, seed, dataset)
-                out.append({"piece": "local", **label, **c})
-            for row in SPARSE_ROWS:
-                c = sparse_table.row_config(
-                    row,
-                    seed,
-                    epochs=p["sparse_epochs"],
-                    n_train=p["n_train"],
-                    n_test=p["n_test"],
-                )
-                c.update(dataset=dataset, white_pixel=WHITE[dataset])
-                out.append({"piece": "sparse", **label, **c})
-            for kind in ("dense", "sparse"):
-                c = {
-                    "kind": kind,
-                    "seed": seed,
-                    "k": 100,
-                    "density": 0.5,
-                    "lr": 0.01,
-                    "momentum": 0.5,
-                    "batch_size": 64,
-                    "epochs": p["blog_epochs"],
-                    "n_train": p["n_train"],
-                    "n_test": p["n_test"],
-                    "dataset": dataset,
-                    "white_pixel": WHITE[dataset],
-                    "noise_levels": list(NOISE_LEVELS),
-                    "noise_seed": seed,
-                }
-                out.append({"piece": "blog", **label, **c})
+            for c in _pieces(p, seed, dataset, epochs):
+                piece = c.pop("piece")
+                out.append({"piece": piece, "data": data, "inner_numerics": None, **c})
+    out += _lrcheck(p)
     for c in out:
-        c["inner_numerics"] = _TRAINERS[c["piece"]].numerics
+        c["inner_numerics"] = _TRAINERS[c.get("of", c["piece"])].numerics
     return out
 
 
 def _name(c: dict) -> str:
     piece, tail = c["piece"], f"{c['data']}-seed{c['seed']}"
+    if piece == "lrcheck":
+        return f"lrcheck-x{c['lr_factor']:.3g}-" + _name({**c, "piece": c["of"]})
     if piece == "dfa":
         return f"dfa-{c['arch']}-{c['rule']}-{tail}"
     if piece == "local":
@@ -297,18 +382,41 @@ EPOCH_SECONDS = {"blog-dense": 14.2, "blog-sparse": 16.4, "blog-noise": 21.0}
 #: 2,000 (Dense and Sparse CNN-1: 0.97, 0.85); the factor is their mean.
 COST_FACTOR = {"dfa": 1.04, "local": 0.67, "sparse": 0.91}
 
+#: The same for the learning-rate check's runs, measured on 2026-12-01 (same machine,
+#: nice 10, both cores busy) on one run per piece at the source's rate, 50,000
+#: training and 10,000 held-out images: DFA 1x800 backprop, 10 epochs, 28.5 CPU-s;
+#: Sparse CNN-1, 2 epochs, 72.2; greedy local errors, 2 epochs per layer, 99.4. (The
+#: local factor is near 1 here because the check's analysis is small: chapter 3's
+#: estimate of its training is close; :data:`COST_FACTOR`'s 0.67 came from runs whose
+#: cost was mostly their analysis.)
+LRCHECK_COST_FACTOR = {"dfa": 1.14, "local": 0.99, "sparse": 1.06}
 
-def _cost(c: dict) -> float:
+
+def _cost(c: dict, factors: dict = COST_FACTOR) -> float:
     """CPU seconds at 1 thread: the claim's own trainer's estimate times the factor
-    measured on this machine (:data:`COST_FACTOR`); the blog pair from its measured
-    epoch."""
+    measured on this machine (``factors``, :data:`COST_FACTOR`); the blog pair from its
+    measured epoch. A learning-rate check costs what its piece costs on ``n_train -
+    n_val`` training and ``n_val`` test images, times :data:`LRCHECK_COST_FACTOR`; the
+    noise tests in proportion to their levels."""
     piece = c["piece"]
+    if piece == "lrcheck":
+        n_val = c["n_val"]
+        c = {
+            **c,
+            "piece": c["of"],
+            "n_train": (c["n_train"] or 60_000) - n_val,
+            "n_test": n_val,
+        }
+        return _cost(c, LRCHECK_COST_FACTOR)
+    if "noise_levels" in c:  # the costs below are those of the paper's 11 levels
+        tests = len(c["noise_levels"]) / len(NOISE_LEVELS)
+        c = {**c, "n_test": (c["n_test"] or 10_000) * tests}
     if piece == "dfa":
-        return COST_FACTOR["dfa"] * dfa_table._cost(c)
+        return factors["dfa"] * dfa_table._cost(c)
     if piece == "local":
-        return COST_FACTOR["local"] * local_table._cost(c)
+        return factors["local"] * local_table._cost(c)
     if piece == "sparse":
-        return COST_FACTOR["sparse"] * sparse_table._cost(c)
+        return factors["sparse"] * sparse_table._cost(c)
     n, nt = (c["n_train"] or 60_000) / 60_000, (c["n_test"] or 10_000) / 10_000
     t = EPOCH_SECONDS[f"blog-{c['kind']}"]
     return c["epochs"] * n * t + nt * EPOCH_SECONDS["blog-noise"]
@@ -332,9 +440,15 @@ DEFAULTS = {
     "pgd_steps": 20,
     "sparse_epochs": 5,
     "blog_epochs": 1,
+    "n_val": 10_000,
+    "lrcheck_step": 3.0,
+    "lrcheck_dfa_epochs": 10,
+    "lrcheck_local_epochs": 2,
+    "lrcheck_sparse_epochs": 2,
 }
 
-#: The chapter's grid: every claim's pieces on MNIST and on Fashion-MNIST, every seed.
+#: The chapter's grid: every claim's pieces on MNIST and on Fashion-MNIST, every seed;
+#: and the learning-rate check on Fashion-MNIST, first seed.
 TABLE = runs.Grid(
     chapter="07_claims_on_fashion_mnist",
     trainer=train_claim_run,
@@ -352,6 +466,10 @@ TABLE = runs.Grid(
         "pgd_steps": 2,
         "sparse_epochs": 1,
         "blog_epochs": 1,
+        "n_val": 100,
+        "lrcheck_dfa_epochs": 1,
+        "lrcheck_local_epochs": 1,
+        "lrcheck_sparse_epochs": 1,
     },
     expand=_expand,
     name=_name,
@@ -447,6 +565,120 @@ def verdict(
         raise ParameterError(f"kind={kind!r} is not known; use 'advantage' or 'close'")
     ratio = None if mnist_gap == 0 else float(fashion_gap) / float(mnist_gap)
     return {"verdict": out, "ratio": ratio}
+
+
+# ------------------------------------------------------------- the learning-rate check
+def _rule(c: dict) -> str:
+    of = c["of"]
+    if of == "dfa":
+        return f"{c['arch']} {'backprop' if c['rule'] == 'bp' else 'DFA'}"
+    if of == "local":
+        return c["network"]
+    if of == "sparse":
+        return c["row"]
+    return f"blog post's {c['kind']} CNN"
+
+
+def held_out_acc(record: dict) -> float:
+    """A learning-rate check run's accuracy (%) on its held-out training images, at its
+    last epoch: DFA/backprop ``1 - test_err_last``; local errors the network's output
+    (greedy: the last layer through its readout); the CNNs the noise-free accuracy."""
+    c, m = record["config"], record["metrics"]
+    of = c["of"]
+    if of == "dfa":
+        return 100 * (1 - m["test_err_last"])
+    if of == "local":
+        return 100 * m["output_acc"]
+    if of == "sparse":
+        return m["acc_last"]
+    return m["acc"]
+
+
+def lr_check(records, z: float = 0.0) -> dict:
+    """The learning-rate check, per claim piece and rule: ``{piece: {rule: {"acc":
+    {factor: held-out accuracy (%)}, "lr": {factor: learning rate}, "best": factor,
+    "gain": points, "se": points, "n_val": images}}}``, from the records of the
+    ``lrcheck`` runs (others in ``records`` are ignored; a dict of records by name or a
+    list).
+
+    ``best`` is the factor (of the source's rate, 1) with the highest held-out accuracy,
+    but another rate counts as better than the source's only when it beats it by more
+    than ``z`` standard errors of the difference of two accuracies on the ``n_val``
+    images, ``se = 100 sqrt(2 p (1 - p) / n_val)`` at the source's accuracy ``p``
+    (``z = 0``: any gain; a tie goes to the source's rate); ``gain`` is the best's
+    accuracy minus the source's (0 when the source's rate is best).
+    """
+    if isinstance(records, dict):
+        records = records.values()
+    if not (isinstance(z, (int, float)) and math.isfinite(z) and z >= 0):
+        raise ParameterError(f"z={z!r} must be a number >= 0, e.g. 2")
+    out: dict = {}
+    for r in records:
+        c = r["config"]
+        if c.get("piece") != "lrcheck":
+            continue
+        entry = out.setdefault(c["of"], {}).setdefault(
+            _rule(c), {"acc": {}, "lr": {}, "n_val": r["data"]["n_test"]}
+        )
+        entry["acc"][c["lr_factor"]] = held_out_acc(r)
+        entry["lr"][c["lr_factor"]] = c["lr"]
+    for piece, rules in out.items():
+        for rule, e in rules.items():
+            if 1.0 not in e["acc"]:
+                raise ValueError(
+                    f"{piece} {rule}: no run at the source's rate (factor 1) among "
+                    f"{sorted(e['acc'])}"
+                )
+            p = e["acc"][1.0] / 100
+            e["se"] = 100 * math.sqrt(2 * p * (1 - p) / e["n_val"])
+            better = {
+                f: a
+                for f, a in e["acc"].items()
+                if f != 1.0 and a - e["acc"][1.0] > z * e["se"]
+            }
+            # the highest accuracy; on a tie, the rate nearer the source's
+            e["best"] = max(
+                better, key=lambda f: (better[f], -abs(math.log(f))), default=1.0
+            )
+            e["gain"] = e["acc"][e["best"]] - e["acc"][1.0]
+    return out
+
+
+def lr_tilt(check: dict, rule: str, baseline: str) -> dict:
+    """Does the source's rate favour one rule of a pair? From one piece of
+    :func:`lr_check`: ``tilt`` is ``rule``'s gain minus ``baseline``'s, in points of
+    held-out accuracy, i.e. how much more ``rule`` would gain than ``baseline`` if each
+    took its best rate (positive: the comparison at the source's rate is tilted against
+    ``rule``; negative: in its favour; 0: the source's rate is the best for both, or
+    both gain the same). Returns ``{"tilt", "favours", "sentence"}``, ``favours`` being
+    the rule the source's rate favours (None: neither)."""
+    a, b = check[rule], check[baseline]
+    tilt = a["gain"] - b["gain"]
+    favours = None if tilt == 0 else baseline if tilt > 0 else rule
+
+    def where(e, name):
+        if e["best"] == 1.0:
+            return f"{name} does best at the source's rate ({e['lr'][1.0]:.2g})"
+        return (
+            f"{name} scores {e['gain']:.1f} points higher at "
+            f"{e['lr'][e['best']]:.2g} than at the source's {e['lr'][1.0]:.2g}"
+        )
+
+    if a["best"] == 1.0 and b["best"] == 1.0:
+        sentence = (
+            f"the source's rate ({a['lr'][1.0]:.2g}) is the best of the three for both "
+            f"{rule} and {baseline}"
+        )
+    else:
+        sentence = f"{where(a, rule)}; {where(b, baseline)}"
+        if favours is None:
+            sentence += ": both gain the same, the source's rate favours neither"
+        else:
+            sentence += (
+                f": at the source's rate the comparison favours {favours} by about "
+                f"{abs(tilt):.1f} points of held-out accuracy"
+            )
+    return {"tilt": tilt, "favours": favours, "sentence": sentence}
 
 
 # --------------------------------------------------------------------------- the data

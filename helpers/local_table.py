@@ -411,6 +411,10 @@ def _train_whole(net, data, config, ctx) -> None:
 def train_local_run(config: dict, ctx: runs.RunContext) -> dict:
     """One network type x seed of chapter 3 (see the module docstring): train, then
     analyse.
+
+    An optional ``n_val`` in the configuration trains on the rest of the training set
+    and puts ``n_val`` held-out training images in the test set's place
+    (:meth:`helpers.runs.RunContext.data`): every test metric is then a held-out one.
     """
     network, seed = config["network"], config["seed"]
     if network not in NETWORKS:
@@ -421,6 +425,7 @@ def train_local_run(config: dict, ctx: runs.RunContext) -> dict:
         normalize=tuple(config["norm"]),
         flatten=True,
         dataset=config["dataset"],
+        n_val=config.get("n_val"),
     )
     seed_everything(seed)
     net = le.LocalErrorNet(

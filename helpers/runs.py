@@ -75,6 +75,8 @@ __all__ = [
 ]
 
 RECORD_VERSION = 1
+#: The seed of the split of :meth:`RunContext.data` with ``n_val``.
+VAL_SEED = 0
 
 #: The grids of runs of each chapter, as "module:attribute" of a :class:`Grid` (imported
 #: lazily).
@@ -418,7 +420,8 @@ class RunContext:
     """What a trainer is given besides its configuration.
 
     ``device``, ``threads``; ``data(**kwargs)`` loads the data set
-    (``helpers.load_mnist``) and records its fingerprint; ``restore(**objects)`` and
+    (``helpers.load_mnist``) and records its fingerprint (``data(n_val=n, ...)``: ``n``
+    training images held out as the set to score on); ``restore(**objects)`` and
     ``checkpoint(epoch, **objects)`` resume a killed run (``objects``: anything with
     ``state_dict``/``load_state_dict``, or a ``torch.Generator``); ``log(**values)``
     appends one epoch's values to the curves.
@@ -445,9 +448,16 @@ class RunContext:
         self._last_print = 0.0
 
     # data ---------------------------------------------------------------------------
-    def data(self, **kwargs) -> Data:
+    def data(self, *, n_val: int | None = None, **kwargs) -> Data:
+        """``helpers.load_mnist(**kwargs)`` on this run's device. With ``n_val``, the
+        returned Data trains on the rest of the training set and its *test* set is
+        ``n_val`` training images held out (:meth:`~helpers.data.Data.holdout`, seed
+        :data:`VAL_SEED`, the same images for every run): a run that chooses a setting
+        never sees the test set. The record's ``data`` says what was used."""
         kwargs.setdefault("device", self.device)
         data = load_mnist(**kwargs)
+        if n_val is not None:
+            data = data.holdout(n_val, seed=VAL_SEED)
         self.data_info = {
             "dataset": data.dataset,
             "source": data.source,
@@ -456,6 +466,8 @@ class RunContext:
             "n_test": len(data.y_test),
             "sha256_16": data_fingerprint(data),
         }
+        if n_val is not None:
+            self.data_info["test_set"] = f"{n_val} held-out training images"
         return data
 
     # curves -------------------------------------------------------------------------

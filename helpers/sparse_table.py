@@ -285,6 +285,11 @@ def _diagnostics(net: nn.Module) -> list[dict]:
 def train_table_run(config: dict, ctx: runs.RunContext) -> dict:
     """One Table 1 row x seed at the source's configuration (see the module
     docstring).
+
+    An optional ``n_val`` in the configuration trains on the rest of the training set
+    and puts ``n_val`` held-out training images in the test set's place
+    (:meth:`helpers.runs.RunContext.data`): ``test_acc`` and the noise test are then
+    held-out ones.
     """
     levels = config["noise_levels"]
     if not levels or levels[0] != 0.0:
@@ -293,7 +298,10 @@ def train_table_run(config: dict, ctx: runs.RunContext) -> dict:
             "the level-0 result"
         )
     data = ctx.data(
-        n_train=config["n_train"], n_test=config["n_test"], dataset=config["dataset"]
+        n_train=config["n_train"],
+        n_test=config["n_test"],
+        dataset=config["dataset"],
+        n_val=config.get("n_val"),
     )
     seed_everything(config["seed"])
     net = make_net(config).to(ctx.device)

@@ -28,9 +28,10 @@ def test_parse_arch():
 
 
 def test_every_claim_runs_on_both_data_sets_with_the_claims_own_configuration():
-    specs = ft.TABLE.specs({"profile": "paper"})
-    names = [s.name for s in specs]
+    every = ft.TABLE.specs({"profile": "paper"})
+    names = [s.name for s in every]
     assert len(names) == len(set(names))
+    specs = [s for s in every if s.config["piece"] != "lrcheck"]
     seeds, archs = ft.DEFAULTS["seeds"], ft.DEFAULTS["dfa_archs"]
     per_seed_and_data = 2 * len(archs) + 3 + 2 + 2
     assert len(specs) == 2 * len(seeds) * per_seed_and_data
@@ -66,6 +67,68 @@ def test_every_claim_runs_on_both_data_sets_with_the_claims_own_configuration():
     assert all(s.cost_hint_s and s.cost_hint_s > 0 for s in specs)
     smoke = ft.TABLE.specs({"profile": "smoke"})
     assert all(s.config["n_train"] == 300 for s in smoke)
+
+
+def test_the_learning_rate_check_runs_each_piece_at_three_rates_on_held_out_images():
+    specs = ft.TABLE.specs({"profile": "paper"})
+    main = {s.name: s for s in specs if s.config["piece"] != "lrcheck"}
+    check = [s for s in specs if s.config["piece"] == "lrcheck"]
+    archs = ft.DEFAULTS["dfa_archs"]
+    pieces = 2 * len(archs) + 3 + 2 + 2  # every rule of every claim, once
+    assert ft.lr_factors(3) == [1 / 3, 1.0, 3.0]
+    assert len(check) == 3 * pieces
+    assert "lrcheck-x0.333-dfa-1x800-bp-fashion-seed0" in {s.name for s in check}
+    assert "lrcheck-x3-blog-sparse-fashion-seed0" in {s.name for s in check}
+    epochs = {
+        "dfa": ("max_epochs", ft.DEFAULTS["lrcheck_dfa_epochs"]),
+        "local": ("epochs", ft.DEFAULTS["lrcheck_local_epochs"]),
+        "sparse": ("epochs", ft.DEFAULTS["lrcheck_sparse_epochs"]),
+        "blog": ("epochs", ft.DEFAULTS["blog_epochs"]),
+    }
+    # what the check changes of a piece's configuration, besides its labels
+    lean = {
+        "dfa": set(),
+        "local": {"gaussian_sigmas", "fgsm_eps", "pgd_steps", "n_pgd", "probe_epochs"},
+        "sparse": {"noise_levels"},
+        "blog": {"noise_levels"},
+    }
+    for s in check:
+        c = s.config
+        # Fashion-MNIST, first seed, the held-out images
+        assert (c["data"], c["dataset"], c["seed"]) == ("fashion", "fashion_mnist", 0)
+        assert c["n_val"] == 10_000 and c["lr_factor"] in (1 / 3, 1.0, 3.0)
+        twin = main[s.name.split("-", 2)[2]].config  # the main run it checks
+        assert c["piece"] == "lrcheck" and c["of"] == twin["piece"]
+        assert c["lr"] == pytest.approx(twin["lr"] * c["lr_factor"], rel=1e-12)
+        key, e = epochs[c["of"]]
+        assert c[key] == e
+        labels = {"piece", "of", "lr_factor", "n_val", "lr", key, "track_layers"}
+        differ = {k for k in set(c) | set(twin) if c.get(k) != twin.get(k)}
+        assert differ - labels <= lean[c["of"]], (s.name, differ)
+        if c["of"] == "local":
+            assert c["gaussian_sigmas"] == [] and c["fgsm_eps"] == []
+            assert c.get("track_layers", []) == []
+        if c["of"] in ("sparse", "blog"):
+            assert c["noise_levels"] == [0.0]
+        # its cost: the piece's own estimate on 50,000 training and 10,000 images
+        if c["of"] == "dfa":
+            scale = (50_000 / 60_000) * e / twin["max_epochs"]
+            scale *= ft.LRCHECK_COST_FACTOR["dfa"] / ft.COST_FACTOR["dfa"]
+            assert s.cost_hint_s == pytest.approx(scale * main_cost(main, s.name))
+        assert 0 < s.cost_hint_s < 120
+    total = sum(s.cost_hint_s for s in check) / 3600
+    assert 0.2 < total < 0.6  # hours: a small share of the grid's
+    smoke = [s for s in ft.TABLE.specs({"profile": "smoke"}) if "lrcheck" in s.name]
+    assert len(smoke) == len(check)
+    assert all(s.config["n_val"] == 100 and s.config["n_train"] == 300 for s in smoke)
+    with pytest.raises(ParameterError, match="lrcheck_step"):
+        ft.lr_factors(1)
+    with pytest.raises(ParameterError, match="of='cnn'"):
+        ft.train_claim_run({"piece": "lrcheck", "of": "cnn"}, None)
+
+
+def main_cost(main: dict, check_name: str) -> float:
+    return main[check_name.split("-", 2)[2]].cost_hint_s
 
 
 def test_a_missing_fashion_set_is_run_as_mnist_only_by_name():
@@ -137,6 +200,96 @@ def test_the_verdict_rule_refuses_what_it_cannot_judge():
         ft.verdict("advantage", float("nan"), 0.2, (0.0, 0.3))
 
 
+# ------------------------------------------------------------ the learning-rate check
+def check_record(of, factor, value, n_val=10_000, **config) -> dict:
+    """A learning-rate check record as the trainers write it (only what is read)."""
+    lr = {"dfa": 1e-4, "local": 1e-3, "sparse": 0.01, "blog": 0.01}[of] * factor
+    metrics = {
+        "dfa": {"test_err_last": 1 - value / 100},
+        "local": {"output_acc": value / 100},
+        "sparse": {"acc_last": value},
+        "blog": {"acc": value},
+    }[of]
+    c = {"piece": "lrcheck", "of": of, "lr_factor": factor, "lr": lr, **config}
+    return {"config": c, "metrics": metrics, "data": {"n_test": n_val}}
+
+
+def test_lr_check_reads_each_rules_held_out_accuracy_and_picks_the_best_rate():
+    dfa = {"arch": "1x800", "rule": "dfa"}
+    bp = {"arch": "1x800", "rule": "bp"}
+    records = [
+        check_record("dfa", 1 / 3, 80.0, **dfa),
+        check_record("dfa", 1.0, 82.0, **dfa),
+        check_record("dfa", 3.0, 85.0, **dfa),
+        check_record("dfa", 1 / 3, 86.0, **bp),
+        check_record("dfa", 1.0, 87.0, **bp),
+        check_record("dfa", 3.0, 87.0, **bp),  # a tie: the source's rate
+        check_record("local", 1 / 3, 70.0, network="greedy"),
+        check_record("local", 1.0, 70.0, network="greedy"),
+        check_record("local", 3.0, 70.3, network="greedy"),
+        check_record("sparse", 1.0, 90.0, row="Dense CNN-1"),
+        check_record("sparse", 3.0, 89.0, row="Dense CNN-1"),
+        check_record("blog", 1.0, 80.0, kind="sparse"),
+        {"config": {"piece": "dfa"}, "metrics": {}},  # not a check: ignored
+    ]
+    out = ft.lr_check(records)
+    assert set(out) == {"dfa", "local", "sparse", "blog"}
+    d = out["dfa"]["1x800 DFA"]
+    assert d["acc"] == pytest.approx({1 / 3: 80.0, 1.0: 82.0, 3.0: 85.0})
+    assert d["lr"][3.0] == pytest.approx(3e-4) and d["n_val"] == 10_000
+    assert d["best"] == 3.0 and d["gain"] == pytest.approx(3.0)
+    assert d["se"] == pytest.approx(100 * (2 * 0.82 * 0.18 / 10_000) ** 0.5)
+    b = out["dfa"]["1x800 backprop"]
+    assert b["best"] == 1.0 and b["gain"] == 0.0
+    assert out["local"]["greedy"]["best"] == 3.0  # any gain counts when z = 0
+    assert out["sparse"]["Dense CNN-1"]["best"] == 1.0
+    assert out["blog"]["blog post's sparse CNN"]["best"] == 1.0
+    # with z = 2 a gain of 0.3 points on 10,000 images (se 0.65) is not a better rate
+    strict = ft.lr_check({f"r{i}": r for i, r in enumerate(records)}, z=2)
+    assert strict["local"]["greedy"]["best"] == 1.0
+    assert strict["local"]["greedy"]["gain"] == 0.0
+    assert strict["dfa"]["1x800 DFA"]["best"] == 3.0  # 3 points: > 2 se (1.09)
+    # two rates beating the source's equally: the one nearer the source's
+    tie = [
+        check_record("blog", 1 / 9, 81.0, kind="dense"),
+        check_record("blog", 1.0, 80.0, kind="dense"),
+        check_record("blog", 3.0, 81.0, kind="dense"),
+    ]
+    assert ft.lr_check(tie)["blog"]["blog post's dense CNN"]["best"] == 3.0
+    with pytest.raises(ValueError, match="factor 1"):
+        ft.lr_check([check_record("sparse", 3.0, 90.0, row="Dense CNN-1")])
+    with pytest.raises(ParameterError, match="z="):
+        ft.lr_check(records, z=-1)
+
+
+def test_lr_tilt_says_which_rule_the_sources_rate_favours():
+    def piece(gains):  # rule -> its accuracy at factors 1 and 3
+        return ft.lr_check(
+            [
+                check_record("dfa", f, 80.0 + g * (f == 3.0), arch="1x800", rule=r)
+                for r, g in gains.items()
+                for f in (1.0, 3.0)
+            ]
+        )["dfa"]
+
+    both = ft.lr_tilt(piece({"dfa": 0.0, "bp": -1.0}), "1x800 DFA", "1x800 backprop")
+    assert both["tilt"] == 0.0 and both["favours"] is None
+    assert "best of the three for both 1x800 DFA and 1x800 backprop" in both["sentence"]
+    against = ft.lr_tilt(piece({"dfa": 3.0, "bp": 1.0}), "1x800 DFA", "1x800 backprop")
+    assert against["tilt"] == pytest.approx(2.0)
+    assert against["favours"] == "1x800 backprop"
+    assert "1x800 DFA scores 3.0 points higher at 0.0003" in against["sentence"]
+    assert "favours 1x800 backprop by about 2.0 points" in against["sentence"]
+    favours = ft.lr_tilt(piece({"dfa": 0.0, "bp": 1.5}), "1x800 DFA", "1x800 backprop")
+    assert favours["tilt"] == pytest.approx(-1.5)
+    assert favours["favours"] == "1x800 DFA"
+    assert "1x800 DFA does best at the source's rate" in favours["sentence"]
+    assert "favours 1x800 DFA by about 1.5 points" in favours["sentence"]
+    same = ft.lr_tilt(piece({"dfa": 1.0, "bp": 1.0}), "1x800 DFA", "1x800 backprop")
+    assert same["tilt"] == 0.0 and same["favours"] is None
+    assert "favours neither" in same["sentence"]
+
+
 # --------------------------------------------------------------------------- the data
 def test_without_fashion_mnist_smoke_falls_back_to_mnist_and_paper_stops(
     offline, tmp_path, monkeypatch
@@ -194,7 +347,12 @@ def test_every_piece_trains_on_a_tiny_folder_and_resumes(places, monkeypatch):
     specs = ft.TABLE.specs(
         {"profile": "smoke", "seeds": [0], "n_train": 200, "n_test": 100}
     )
-    specs = [s for s in specs if "3x400" not in s.name]
+    # the learning-rate check at the source's rate only (the other rates: same code)
+    specs = [
+        s
+        for s in specs
+        if "3x400" not in s.name and not s.name.startswith(("lrcheck-x0", "lrcheck-x3"))
+    ]
     records = runs.ensure(specs, verbose=False)
     for name, r in records.items():
         want = "fashion_mnist" if "-fashion-" in name else "mnist"
@@ -206,6 +364,21 @@ def test_every_piece_trains_on_a_tiny_folder_and_resumes(places, monkeypatch):
     assert "test_err_last" in records["dfa-1x800-dfa-mnist-seed0"]["metrics"]
     assert "spectra" in records["local-greedy-fashion-seed0"]["metrics"]
     assert "noise_score_last" in records["sparse-cnn1-fashion-seed0"]["metrics"]
+    # the learning-rate check: trained on the rest, scored on held-out training images
+    checks = {n: r for n, r in records.items() if n.startswith("lrcheck-")}
+    assert len(checks) == 2 + 3 + 2 + 2
+    for name, r in checks.items():
+        assert r["data"]["dataset"] == "fashion_mnist", name
+        n_train, n_val = r["config"]["n_train"], r["config"]["n_val"]
+        assert (r["data"]["n_train"], r["data"]["n_test"]) == (n_train - n_val, n_val)
+        assert r["data"]["test_set"] == "100 held-out training images"
+    assert records["lrcheck-x1-local-greedy-fashion-seed0"]["metrics"]["n_test"] == 100
+    out = ft.lr_check(records, z=2)
+    assert set(out["dfa"]) == {"1x800 backprop", "1x800 DFA"}
+    assert set(out["local"]) == {"greedy", "simultaneous", "backprop"}
+    assert all(
+        e["n_val"] == 100 and e["best"] == 1.0 for p in out.values() for e in p.values()
+    )
     # a finished record is loaded, not retrained
     again = runs.ensure(specs, verbose=False)
     assert all(again[n]["finished_utc"] == records[n]["finished_utc"] for n in again)

@@ -15,7 +15,10 @@ import torch
 
 from helpers import ParameterError
 from helpers import local_table as lt
+from helpers import local_errors as le
 from helpers import runs
+from helpers.data import load_mnist
+from helpers.metrics import layer_accuracies
 
 
 def config(network="greedy", **changes) -> dict:
@@ -155,6 +158,22 @@ def test_simultaneous_and_backprop_records(places, network):
     else:  # the hidden layers are read by linear probes, the output by the trained head
         assert c["test_acc"][-1] == m["output_acc"] and "output_saturation" in m
         assert "track_layer" not in c
+
+
+def test_n_val_scores_the_network_on_held_out_training_digits(places):
+    s = spec("held-out", network="simultaneous", n_val=100)
+    r = runs.train(s, verbose=False)
+    assert (r["data"]["n_train"], r["data"]["n_test"]) == (156, 100)
+    assert r["data"]["test_set"] == "100 held-out training images"
+    assert r["metrics"]["n_test"] == 100
+    # the saved network's accuracies, recomputed on the held-out digits
+    net = le.LocalErrorNet(784, 16, 3, readout_std=0.05)
+    net.load_state_dict(
+        torch.load(runs.checkpoint_path(s), weights_only=True)["objects"]["net"]
+    )
+    data = load_mnist(256, 120, normalize=(0.5, 0.5), flatten=True)
+    held = data.holdout(100, seed=runs.VAL_SEED)
+    assert layer_accuracies(net, held.X_test, held.y_test) == r["metrics"]["layer_acc"]
 
 
 # --------------------------------------------------------------------------- resume

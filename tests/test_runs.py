@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from helpers import dfa_table, runs
+from helpers.data import load_mnist
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,6 +88,29 @@ def test_a_missing_run_is_trained_and_its_record_has_every_field(places, capsys)
     assert record["metrics"]["test_err_last"] == record["curves"]["test_err"][-1]
     assert record["data"]["n_train"] == 640 and len(record["data"]["sha256_16"]) == 16
     assert record["cpu_s"] > 0 and record["threads"] >= 1
+
+
+def test_n_val_trains_on_the_rest_and_scores_on_held_out_training_images(places):
+    """With ``n_val`` in its configuration a run trains on the training set minus
+    ``n_val`` images and scores on those (``RunContext.data``); the test set plays no
+    part. Without it, the run is as before (the golden record below)."""
+    s = spec("held-out", n_val=160)
+    r = runs.train(s, verbose=False)
+    assert (r["data"]["n_train"], r["data"]["n_test"]) == (480, 160)
+    assert r["data"]["test_set"] == "160 held-out training images"
+    full = load_mnist(640, 200, normalize="unit", flatten=True)
+    held = full.holdout(160, seed=runs.VAL_SEED)
+    assert r["data"]["sha256_16"] == runs.data_fingerprint(held)
+    # the last epoch's error, recomputed from the saved weights on the held-out images
+    state = torch.load(runs.checkpoint_path(s), weights_only=True)["objects"]
+    layers, _ = dfa_table.make_layers([32], "dfa", torch.Generator())
+    layers.load_state_dict(state["layers"])
+    Ws, bs = [m.weight.data for m in layers], [m.bias.data for m in layers]
+    err = dfa_table._test_error(Ws, bs, held.X_test, held.y_test)
+    assert err == r["curves"]["test_err"][-1] == r["metrics"]["test_err_last"]
+    plain = runs.train(spec(), verbose=False)
+    assert plain["data"]["n_test"] == 200 and "test_set" not in plain["data"]
+    assert plain["data"]["sha256_16"] == runs.data_fingerprint(full)
 
 
 def test_a_finished_record_is_loaded_not_retrained(places, monkeypatch, capsys):

@@ -188,6 +188,24 @@ def test_a_run_follows_the_schedule_and_its_noise_test_can_be_recomputed(places)
     assert not torch.equal(*pixels)
 
 
+def test_n_val_scores_the_network_on_held_out_training_digits(places):
+    config = tiny_config(epochs=1, noise_levels=[0.0], n_val=50)
+    spec = runs.RunSpec("99_sparse_test", "held-out", TRAINER, config, "smoke")
+    r = runs.train(spec, verbose=False)
+    assert (r["data"]["n_train"], r["data"]["n_test"]) == (150, 50)
+    assert r["data"]["test_set"] == "50 held-out training images"
+    net = sparse_table.make_net(config)
+    net.load_state_dict(
+        torch.load(runs.checkpoint_path(spec), weights_only=True)["objects"]["model"]
+    )
+    held = helpers.load_mnist(200, 100).holdout(50, seed=runs.VAL_SEED)
+    correct = sparse.noise_correct(
+        net, held, [0.0], seed=sparse_table.noise_seed(3, 1), batch_size=1000
+    )
+    assert r["curves"]["noise_correct"] == [correct]
+    assert r["metrics"]["acc_last"] == 100 * correct[0] / 50
+
+
 class Interrupted(Exception):
     pass
 

@@ -39,13 +39,6 @@ RESIDUE = re.compile(
 #: reason and the date after which the exemption lapses (the tests then fail on their
 #: own). ``strict=True``: an exempt check also fails as soon as the chapter passes it.
 EXEMPT = {  # stem -> (until, why, the checks it is exempt from)
-    "03_local_errors": (
-        datetime.date(2026, 12, 22),
-        "the committed chapter 3 is the old paper run (tqdm bars in its outputs, code "
-        "not yet formatted); its rerun from book/drafts/03_local_errors.ipynb replaces "
-        "it next session",
-        {"residue", "long_output", "line_length"},
-    ),
     "06_learning_rules_compared": (
         datetime.date(2026, 12, 22),
         "the committed chapter 6 outputs come from its run before the rule "

@@ -72,12 +72,22 @@ __all__ = [
 REPRODUCED, PARTLY, NOT_REPRODUCED = "reproduced", "partly", "not reproduced"
 SHORT = "not run at the source's budget"
 UNVERIFIABLE = "source unverifiable"
+UNTESTABLE = "not testable in our run"
 MISSING = "result missing"
 NOT_RUN = "not run yet"
 HOLDS, FAILS = "holds", "does not hold"
 MET, MISSED, MEASURED = "met", "missed", "measured"
 #: The verdict classes of a source's claim, in the order the scoreboard counts them.
-VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED, SHORT, UNVERIFIABLE, MISSING, NOT_RUN)
+VERDICTS = (
+    REPRODUCED,
+    PARTLY,
+    NOT_REPRODUCED,
+    SHORT,
+    UNVERIFIABLE,
+    UNTESTABLE,
+    MISSING,
+    NOT_RUN,
+)
 WHOSE = ("source", "ours", "target")
 
 #: The one rule for "partly", used by every numeric claim (rendered on the scoreboard).
@@ -93,7 +103,13 @@ PARTLY_RULE = (
 #: The rule of a count claim (``all_cases`` / ``no_cases``).
 COUNT_RULE = (
     "*reproduced* when every case agrees with the claim, *partly* when more than "
-    "half do."
+    "half do; *not testable in our run* when our run has no case to count."
+)
+#: When a claim cannot be judged on our run at all.
+UNTESTABLE_RULE = (
+    "our run has too little to judge the claim on (no case "
+    "to count, or fewer points than the statistic needs, as the claim's registry entry "
+    "states); nothing is scored, and the chapter says why."
 )
 
 RULES = ("within", "at_least", "at_most", "more_than", "all_cases", "no_cases")
@@ -112,6 +128,7 @@ CLAIM_FIELDS = {
     "format",
     "settings",
     "budget",
+    "needs",
     "verdict",
 }
 SOURCE_FIELDS = {
@@ -125,6 +142,7 @@ SOURCE_FIELDS = {
 }
 RULE_FIELDS = {*RULES, "than", "why"}
 BUDGET_FIELDS = {"source", "ours", "unit"}
+NEEDS_FIELDS = {"path", "at_least", "why"}
 RATIO_FIELDS = {
     "id",
     "what",
@@ -231,6 +249,7 @@ def _check_claim(c: Any, where: str, keys, chapters, seen: set) -> None:
         | (set(src) - SOURCE_FIELDS)
         | (set(rule) - RULE_FIELDS if isinstance(rule, dict) else set())
         | (set(c.get("budget") or {}) - BUDGET_FIELDS)
+        | (set(c.get("needs") or {}) - NEEDS_FIELDS)
     )
     if unknown:
         raise ClaimsError(f"{where}: unknown field(s) {sorted(unknown)} (a typo?)")
@@ -248,6 +267,15 @@ def _check_claim(c: Any, where: str, keys, chapters, seen: set) -> None:
         raise ClaimsError(
             f"{where}: cite key {src['cite']!r} is not in book/references.bib"
         )
+    needs = c.get("needs")
+    if needs is not None and (
+        set(needs) != NEEDS_FIELDS or not isinstance(needs["at_least"], (int, float))
+    ):
+        raise ClaimsError(
+            f"{where}: needs takes path, at_least (a number) and why (the reason)"
+        )
+    if needs is not None:
+        parse_path(needs["path"])
     kind = _kind(rule, where)
     if kind == "within" and not isinstance(src.get("value"), (int, float)):
         raise ClaimsError(f"{where}: rule within needs a numeric source.value")
@@ -454,6 +482,8 @@ def decide(
         if not (isinstance(ours, (list, tuple)) and len(ours) == 2):
             raise ClaimsError(f"rule {kind} needs a [k, n] pair, got {ours!r}")
         k, n = ours
+        if n == 0:
+            return UNTESTABLE
         agree = k if kind == "all_cases" else n - k
         return (
             REPRODUCED if agree == n else (PARTLY if agree > n / 2 else NOT_REPRODUCED)
@@ -617,8 +647,15 @@ def _judge(c: dict, record: dict) -> Verdict:
                 return Verdict(c, MISSING, settings=settings, note="no compared number")
             text += f" ({rule.get('than', 'compared')}: {other:{spec}}{_unit(unit)})"
     whose = c.get("whose", "source")
+    needs, short_of = c.get("needs"), None
+    if needs:
+        have = resolve(record, needs["path"])
+        if not isinstance(have, (int, float)) or have < needs["at_least"]:
+            short_of = f"{have} < {needs['at_least']}: {needs['why']}"
     if whose == "source" and src.get("unverifiable"):
         verdict = UNVERIFIABLE
+    elif short_of:
+        verdict = UNTESTABLE
     else:
         verdict = decide(
             rule, value, src.get("value"), other, spread, src.get("spread")
@@ -630,7 +667,7 @@ def _judge(c: dict, record: dict) -> Verdict:
                 and ours_budget < c["budget"]["source"]
             ):
                 verdict = SHORT
-        if whose != "source":
+        if whose != "source" and verdict != UNTESTABLE:
             yes = verdict == REPRODUCED
             verdict = (
                 (HOLDS if yes else FAILS)
@@ -645,6 +682,8 @@ def _judge(c: dict, record: dict) -> Verdict:
             + (", sample data" if data.get("is_sample") else "")
             + ": not comparable"
         )
+    if short_of:
+        note = f"{short_of}; {note}" if note else short_of
     return Verdict(c, verdict, ours=text, settings=settings, note=note, value=value)
 
 

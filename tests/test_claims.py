@@ -117,6 +117,8 @@ def test_settings_template():
         ({"no_cases": True}, [0, 12], None, None, (None, None), "reproduced"),
         ({"no_cases": True}, [5, 12], None, None, (None, None), "partly"),
         ({"no_cases": True}, [6, 12], None, None, (None, None), "not reproduced"),
+        ({"all_cases": True}, [0, 0], None, None, (None, None), cl.UNTESTABLE),
+        ({"no_cases": True}, [0, 0], None, None, (None, None), cl.UNTESTABLE),
     ],
 )
 def test_verdict_rules(rule, ours, source, other, spreads, expected):
@@ -155,6 +157,29 @@ def record(**metrics):
         "settings": {"epochs": 5, "seeds": [0, 1]},
         "metrics": metrics,
     }
+
+
+def test_a_claim_without_enough_points_is_not_testable(tmp_path):
+    needs = {"path": "metrics.n_points", "at_least": 5, "why": "too few points"}
+    c = claim(
+        ours="metrics.rho_lo",
+        scale=1,
+        unit="",
+        verdict={"more_than": 0, "than": "0"},
+        needs=needs,
+    )
+    short = cl.judge(c, record(rho_lo=0.4, n_points=3))
+    assert short.verdict == cl.UNTESTABLE
+    assert "3 < 5: too few points" in short.note
+    assert cl.judge(c, record(rho_lo=0.4, n_points=9)).verdict == "reproduced"
+    assert cl.judge(c, record(rho_lo=-0.4, n_points=5)).verdict == "not reproduced"
+    # an unknown field of needs, or a needs without its reason, is refused
+    for i, bad in enumerate(
+        ({**needs, "at_most": 3}, {"path": "metrics.n", "at_least": 5})
+    ):
+        with pytest.raises(cl.ClaimsError, match="needs|unknown field"):
+            cl.load(write_registry(tmp_path / str(i), [claim(needs=bad)]))
+    assert cl.UNTESTABLE in cl.VERDICTS
 
 
 def test_judge_classes():

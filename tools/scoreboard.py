@@ -291,6 +291,7 @@ this page cannot disagree.
   the source's (fewer epochs), so it cannot refute the claim.
 - **Source unverifiable**: the source's number cannot be traced to a run; our number is
   shown and nothing is scored.
+- **Not testable in our run**: {cl.UNTESTABLE_RULE}
 - **Result missing**: the results file lacks the number; **not run yet**: the chapter
   has no
   paper-profile results file. A verdict marked "not comparable" comes from a smoke or

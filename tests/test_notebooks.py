@@ -38,15 +38,7 @@ RESIDUE = re.compile(
 #: Committed chapters allowed to fail the checks of this file for a while, with the
 #: reason and the date after which the exemption lapses (the tests then fail on their
 #: own). ``strict=True``: an exempt check also fails as soon as the chapter passes it.
-EXEMPT = {  # stem -> (until, why, the checks it is exempt from)
-    "06_learning_rules_compared": (
-        datetime.date(2026, 12, 22),
-        "the committed chapter 6 outputs come from its run before the rule "
-        "interface (bars in them); its rerun, batched with chapter 3's, replaces "
-        "them next session",
-        {"residue"},
-    ),
-}
+EXEMPT: dict = {}  # stem -> (until, why, the checks it is exempt from)
 
 
 def _id(path: Path) -> str:

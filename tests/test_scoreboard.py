@@ -218,3 +218,10 @@ def test_pages_are_myst_with_known_citations():
             assert doc in known | {"performance", "scoreboard"}, (
                 f"{name} links to {doc!r}"
             )
+
+
+def test_a_chapter_in_preparation_is_named_without_a_link():
+    # its run records are listed before its notebook exists in book/: no broken link
+    assert sb.chapter_label("07_x", "book", published=False) == "7 (in preparation)"
+    assert sb.chapter_label("07_x", "book") == "{doc}`7 <07_x>`"
+    assert sb.chapter_label("07_x", "readme") == "[7](book/07_x.ipynb)"

@@ -184,8 +184,12 @@ def reproduce_command(repo: Repo, stem: str) -> str:
     return _fix(stem) + (f" ARGS='{' '.join(args)}'" if args else "")
 
 
-def chapter_label(stem: str, style: str) -> str:
+def chapter_label(stem: str, style: str, published: bool = True) -> str:
+    """The chapter's number, linked to it; a chapter in preparation (its run records
+    exist, its notebook is still a draft) gets no link."""
     number = str(int(stem[:2]))
+    if not published:
+        return f"{number} (in preparation)"
     return (
         f"{{doc}}`{number} <{stem}>`"
         if style == "book"
@@ -539,6 +543,7 @@ def records_table(repo: Repo, style: str) -> str:
         "Commit",
     ]
     rows = []
+    published = set(repo.chapters())
     for stem, recs in run_records(repo).items():
         for r in recs:
             commit = (r.get("git_commit") or "?")[:7] + (
@@ -546,7 +551,7 @@ def records_table(repo: Repo, style: str) -> str:
             )
             rows.append(
                 [
-                    chapter_label(stem, style),
+                    chapter_label(stem, style, stem in published),
                     f"`{r.get('name')}`",
                     r.get("epochs_run", "—"),
                     hmm(r.get("cpu_s")),

@@ -268,13 +268,13 @@ def _check_claim(c: Any, where: str, keys, chapters, seen: set) -> None:
             f"{where}: cite key {src['cite']!r} is not in book/references.bib"
         )
     needs = c.get("needs")
-    if needs is not None and (
-        set(needs) != NEEDS_FIELDS or not isinstance(needs["at_least"], (int, float))
-    ):
-        raise ClaimsError(
-            f"{where}: needs takes path, at_least (a number) and why (the reason)"
-        )
     if needs is not None:
+        if set(needs) != NEEDS_FIELDS or not isinstance(
+            needs["at_least"], (int, float)
+        ):
+            raise ClaimsError(
+                f"{where}: needs takes path, at_least (a number) and why (the reason)"
+            )
         parse_path(needs["path"])
     kind = _kind(rule, where)
     if kind == "within" and not isinstance(src.get("value"), (int, float)):

@@ -49,6 +49,7 @@ from . import dfa_table, local_table, runs, sparse, sparse_table
 from .attacks import WHITE_PIXEL
 from .data import DataError, load_mnist
 from .params import ParameterError
+from .spectrum import accuracy_standard_error
 from .train import seed_everything, train_epoch
 
 __all__ = [
@@ -630,7 +631,8 @@ def lr_check(records, z: float = 0.0) -> dict:
                     f"{sorted(e['acc'])}"
                 )
             p = e["acc"][1.0] / 100
-            e["se"] = 100 * math.sqrt(2 * p * (1 - p) / e["n_val"])
+            # the standard error of a difference of two such accuracies
+            e["se"] = 100 * math.sqrt(2) * accuracy_standard_error(p, e["n_val"])
             better = {
                 f: a
                 for f, a in e["acc"].items()

@@ -7,14 +7,12 @@ column.
 
 from __future__ import annotations
 
-import datetime
 import json
 import re
 from pathlib import Path
 
-import pytest
-
 import chapters  # tools/chapters.py: the one chapter list
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = chapters.notebooks()
@@ -34,11 +32,6 @@ RESIDUE = re.compile(
     r"\r|\x1b\[|[\u2588\u2589\u258a\u258b\u258c\u258d\u258e\u258f]"
     r"|\|#{2,}|\d(?:it/s|s/it)\]|[ \d](?:it/s|s/it)\]"
 )
-
-#: Committed chapters allowed to fail the checks of this file for a while, with the
-#: reason and the date after which the exemption lapses (the tests then fail on their
-#: own). ``strict=True``: an exempt check also fails as soon as the chapter passes it.
-EXEMPT: dict = {}  # stem -> (until, why, the checks it is exempt from)
 
 
 def _id(path: Path) -> str:
@@ -126,21 +119,12 @@ def long_code_lines(cells: list[dict]) -> list[str]:
     ]
 
 
-def _params(paths: list[Path], check: str) -> list:
-    """The notebooks as test parameters; a committed chapter exempt from ``check`` is
-    marked xfail (strict: it fails as soon as the chapter passes)."""
-    params = []
-    for nb in paths:
-        marks = []
-        if nb.parent == ROOT / "book" and nb.stem in EXEMPT:
-            until, why, checks = EXEMPT[nb.stem]
-            if check in checks and datetime.date.today() <= until:
-                marks = [pytest.mark.xfail(reason=f"until {until}: {why}", strict=True)]
-        params.append(pytest.param(nb, marks=marks, id=_id(nb)))
-    return params
+def _params(paths: list[Path]) -> list:
+    """The notebooks as test parameters, named by their path under book/."""
+    return [pytest.param(nb, id=_id(nb)) for nb in paths]
 
 
-@pytest.mark.parametrize("nb_path", _params(CHAPTERS, "residue"))
+@pytest.mark.parametrize("nb_path", _params(CHAPTERS))
 def test_committed_outputs_carry_no_progress_residue(nb_path):
     found = residue(_cells(nb_path))
     assert not found, (
@@ -151,7 +135,7 @@ def test_committed_outputs_carry_no_progress_residue(nb_path):
     )
 
 
-@pytest.mark.parametrize("nb_path", _params(CHAPTERS + DRAFTS, "long_output"))
+@pytest.mark.parametrize("nb_path", _params(CHAPTERS + DRAFTS))
 def test_no_output_longer_than_a_screen_without_a_reason(nb_path):
     found = long_outputs(_cells(nb_path))
     assert not found, (
@@ -162,7 +146,7 @@ def test_no_output_longer_than_a_screen_without_a_reason(nb_path):
     )
 
 
-@pytest.mark.parametrize("nb_path", _params(CHAPTERS + DRAFTS, "line_length"))
+@pytest.mark.parametrize("nb_path", _params(CHAPTERS + DRAFTS))
 def test_code_lines_fit_the_rendered_column(nb_path):
     found = long_code_lines(_cells(nb_path))
     assert not found, (

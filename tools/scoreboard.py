@@ -184,6 +184,11 @@ def reproduce_command(repo: Repo, stem: str) -> str:
     return _fix(stem) + (f" ARGS='{' '.join(args)}'" if args else "")
 
 
+def utc_text(stamp: str | None) -> str:
+    """An ISO UTC time stamp as the tables show it: ``2026-12-01 22:25:10``."""
+    return (stamp or "—").replace("T", " ").replace("+00:00", "")
+
+
 def chapter_label(stem: str, style: str, published: bool = True) -> str:
     """The chapter's number, linked to it; a chapter in preparation (its run records
     exist, its notebook is still a draft) gets no link."""
@@ -413,9 +418,7 @@ def chapters_table(repo: Repo, style: str) -> str:
                 hmm(rec.get("wall_time_s")),
                 rec.get("device") or "cpu (no device parameter)",
                 rec.get("cpu_threads", "—"),
-                (rec.get("finished_utc") or "—")
-                .replace("T", " ")
-                .replace("+00:00", ""),
+                utc_text(rec.get("finished_utc")),
                 data_text,
                 command,
             ]
@@ -558,9 +561,7 @@ def records_table(repo: Repo, style: str) -> str:
                     hmm(r.get("wall_s")),
                     r.get("threads", "—"),
                     r.get("device", "—"),
-                    (r.get("finished_utc") or "—")
-                    .replace("T", " ")
-                    .replace("+00:00", ""),
+                    utc_text(r.get("finished_utc")),
                     commit,
                 ]
             )

@@ -54,20 +54,24 @@ from .train import seed_everything, train_epoch
 
 __all__ = [
     "EPOCH_SECONDS",
+    "GAP_FORMATS",
     "TABLE",
     "VERDICTS",
     "WHITE",
     "blog_cnn",
     "choose_dataset",
+    "format_gap",
     "gap_bootstrap",
     "held_out_acc",
     "lr_check",
     "lr_factors",
     "lr_tilt",
     "parse_arch",
+    "shown",
     "train_blog_pair",
     "train_claim_run",
     "verdict",
+    "verdict_text",
 ]
 
 #: The noise's white value on the [0, 1] pixel scale, per data set: the training set's
@@ -543,29 +547,74 @@ def verdict(
     values = (mnist_gap, fashion_gap, lo, hi)
     if not all(math.isfinite(float(v)) for v in values):
         raise ValueError(f"gaps and interval must be finite numbers, got {values}")
+    if not shown(kind, (lo, hi), limit):
+        out = "does not hold"
+    elif (hi >= mnist_gap) if kind == "advantage" else (lo <= max(mnist_gap, 0.0)):
+        out = "holds"
+    else:
+        out = "holds weaker"
+    ratio = None if mnist_gap == 0 else float(fashion_gap) / float(mnist_gap)
+    return {"verdict": out, "ratio": ratio}
+
+
+def shown(kind: str, ci, limit: float | None = None) -> bool:
+    """Whether one data set's interval of a gap is consistent with the claim, by the
+    test :func:`verdict` applies to Fashion-MNIST: an ``"advantage"`` is shown when the
+    interval lies above 0; a ``"close"`` gap when the interval reaches down to ``limit``
+    or below. Applied to MNIST's interval (with MNIST's own limit), it says whether the
+    claim held on MNIST in the same run, the starting point of the question "does it
+    travel"."""
+    lo, hi = (float(v) for v in ci)
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+        raise ValueError(f"ci={ci!r} must be (low, high), finite, with low <= high")
     if kind == "advantage":
-        if lo <= 0:
-            out = "does not hold"
-        elif hi >= mnist_gap:
-            out = "holds"
-        else:
-            out = "holds weaker"
-    elif kind == "close":
+        return lo > 0
+    if kind == "close":
         if limit is None or not math.isfinite(limit) or limit < 0:
             raise ParameterError(
                 f"limit={limit!r}: a 'close' claim needs the largest gap still called "
                 "close, a number >= 0"
             )
-        if lo > limit:
-            out = "does not hold"
-        elif lo <= max(mnist_gap, 0.0):
-            out = "holds"
-        else:
-            out = "holds weaker"
-    else:
-        raise ParameterError(f"kind={kind!r} is not known; use 'advantage' or 'close'")
-    ratio = None if mnist_gap == 0 else float(fashion_gap) / float(mnist_gap)
-    return {"verdict": out, "ratio": ratio}
+        return lo <= limit
+    raise ParameterError(f"kind={kind!r} is not known; use 'advantage' or 'close'")
+
+
+#: How a gap is written, per unit: test-error points and rank correlations to two
+#: decimals; a noise score (correct test images summed over the noise levels) to the
+#: image, with thousands separators.
+GAP_FORMATS = {
+    "test-error points": "+.2f",
+    "noise score": "+,.0f",
+    "Spearman ρ": "+.2f",
+}
+
+
+def format_gap(value: float, unit: str, ci=None) -> str:
+    """A gap in its unit's format (:data:`GAP_FORMATS`), with its interval when given:
+    ``format_gap(0.4321, "test-error points", (0.1, 0.8))`` is ``"+0.43 [+0.10,
+    +0.80]"``."""
+    if unit not in GAP_FORMATS:
+        raise ValueError(f"unit={unit!r} is not known; use one of {list(GAP_FORMATS)}")
+    fmt = GAP_FORMATS[unit]
+    text = format(float(value), fmt)
+    if ci is not None:
+        lo, hi = ci
+        text += f" [{float(lo):{fmt}}, {float(hi):{fmt}}]"
+    return text
+
+
+def verdict_text(claim: dict) -> str:
+    """A claim's verdict as one phrase; *holds weaker* with the ratio of its gaps
+    (Fashion-MNIST's over MNIST's); and, when the claim was not shown on MNIST in the
+    same run (``claim["mnist_shown"]`` False, see :func:`shown`), that too, since then
+    the question is not whether the claim travels."""
+    text = claim["verdict"]
+    if text == "holds weaker" and claim.get("ratio") is not None:
+        text += f", ratio of the gaps {claim['ratio']:.2f}"
+    if claim.get("mnist_shown") is False:
+        either = " either" if claim["verdict"] == "does not hold" else ""
+        text += f"; not shown on MNIST in this run{either}"
+    return text
 
 
 # ------------------------------------------------------------- the learning-rate check

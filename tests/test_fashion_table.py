@@ -200,6 +200,61 @@ def test_the_verdict_rule_refuses_what_it_cannot_judge():
         ft.verdict("advantage", float("nan"), 0.2, (0.0, 0.3))
 
 
+def test_gaps_are_written_in_their_units_format():
+    assert ft.format_gap(0.4321, "test-error points") == "+0.43"
+    assert ft.format_gap(-0.5, "Spearman ρ", (-0.91, 0.1)) == "-0.50 [-0.91, +0.10]"
+    assert ft.format_gap(25_575.4, "noise score", [1_000, 40_123.6]) == (
+        "+25,575 [+1,000, +40,124]"
+    )
+    with pytest.raises(ValueError, match="unit='points' is not known"):
+        ft.format_gap(1.0, "points")
+
+
+def test_the_verdict_as_a_phrase_gives_the_ratio_only_when_weaker():
+    assert ft.verdict_text({"verdict": "holds", "ratio": 0.8}) == "holds"
+    assert ft.verdict_text({"verdict": "holds weaker", "ratio": 0.456}) == (
+        "holds weaker, ratio of the gaps 0.46"
+    )
+    assert ft.verdict_text({"verdict": "holds weaker", "ratio": None}) == (
+        "holds weaker"
+    )
+    assert ft.verdict_text({"verdict": "does not hold", "mnist_shown": False}) == (
+        "does not hold; not shown on MNIST in this run either"
+    )
+    assert ft.verdict_text(
+        {"verdict": "holds weaker", "ratio": 2.0, "mnist_shown": False}
+    ) == ("holds weaker, ratio of the gaps 2.00; not shown on MNIST in this run")
+
+
+@pytest.mark.parametrize(
+    "kind, ci, limit, expected",
+    [
+        ("advantage", (0.1, 3.0), None, True),
+        ("advantage", (0.0, 3.0), None, False),  # an interval that reaches 0
+        ("advantage", (-2.0, -1.0), None, False),
+        ("close", (0.5, 3.0), 0.5, True),  # reaches down to the limit
+        ("close", (0.6, 3.0), 0.5, False),
+        ("close", (-1.0, 0.2), 0.0, True),
+    ],
+)
+def test_shown_is_the_claims_own_test_on_one_data_set(kind, ci, limit, expected):
+    assert ft.shown(kind, ci, limit) is expected
+    # verdict applies the same test to Fashion-MNIST's interval
+    gap = sum(ci) / 2
+    assert (ft.verdict(kind, 1.0, gap, ci, limit)["verdict"] != "does not hold") is (
+        expected
+    )
+
+
+def test_shown_refuses_what_it_cannot_judge():
+    with pytest.raises(ParameterError, match="limit"):
+        ft.shown("close", (0.0, 1.0))
+    with pytest.raises(ParameterError, match="kind"):
+        ft.shown("better", (0.0, 1.0))
+    with pytest.raises(ValueError, match="low <= high"):
+        ft.shown("advantage", (1.0, 0.0))
+
+
 # ------------------------------------------------------------ the learning-rate check
 def check_record(of, factor, value, n_val=10_000, **config) -> dict:
     """A learning-rate check record as the trainers write it (only what is read)."""

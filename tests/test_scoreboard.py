@@ -7,6 +7,7 @@ tests/test_registration.py.)"""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -225,3 +226,66 @@ def test_a_chapter_in_preparation_is_named_without_a_link():
     assert sb.chapter_label("07_x", "book", published=False) == "7 (in preparation)"
     assert sb.chapter_label("07_x", "book") == "{doc}`7 <07_x>`"
     assert sb.chapter_label("07_x", "readme") == "[7](book/07_x.ipynb)"
+
+
+def _travel_repo(repo_copy) -> tuple[sb.Repo, Path]:
+    """The copy with chapter 7's notebook in book/ (a draft until its paper run is
+    committed) and a results file of two claims, one of each kind of unit."""
+    stem = sb.TRAVEL[0]
+    nb = repo_copy / "book" / f"{stem}.ipynb"
+    if not nb.exists():
+        shutil.copy(ROOT / "book" / "drafts" / f"{stem}.ipynb", nb)
+    claims = {
+        "dfa_1x800": {
+            "label": "DFA ≈ backprop, 1x800 tanh",
+            "unit": "test-error points",
+            "mnist_gap": 0.25,
+            "mnist_gap_ci95": [0.1, 0.4],
+            "fashion_gap": 1.5,
+            "fashion_gap_ci95": [1.2, 1.8],
+            "verdict": "holds weaker",
+            "ratio": 6.0,
+            "seeds": [0, 1, 2],
+        },
+        "sparse_cnn1": {
+            "label": "sparse > dense noise score, Table 1 (CNN-1)",
+            "unit": "noise score",
+            "mnist_gap": 20_000.0,
+            "mnist_gap_ci95": [15_000.0, 25_000.0],
+            "fashion_gap": -1_234.4,
+            "fashion_gap_ci95": [-3_000.0, 500.0],
+            "verdict": "does not hold",
+            "ratio": -0.06,
+            "seeds": [0, 1, 2],
+        },
+    }
+    file = repo_copy / "results" / f"{stem}.json"
+    file.write_text(json.dumps({"metrics": {"claims": claims}}))
+    return sb.Repo(repo_copy), file
+
+
+def test_the_claims_rerun_on_fashion_mnist_are_listed_as_the_chapter_judged_them(
+    repo_copy,
+):
+    repo, file = _travel_repo(repo_copy)
+    table = sb.travel_table(repo, "book")
+    rows = [line for line in table.splitlines() if line.startswith("| {doc}")]
+    assert rows[0] == (
+        "| {doc}`7 <07_claims_on_fashion_mnist>` | DFA ≈ backprop, 1x800 tanh | "
+        "test-error points | +0.25 [+0.10, +0.40] | +1.50 [+1.20, +1.80] | "
+        "**holds weaker, ratio of the gaps 6.00** | 0, 1, 2 |"
+    )
+    assert "| -1,234 [-3,000, +500] | **does not hold** |" in rows[1]
+    assert run(repo_copy) == 0
+    page = (repo_copy / "book" / "scoreboard.md").read_text()
+    assert "## Do the claims travel?" in page and rows[0] in page
+    readme = (repo_copy / "README.md").read_text()
+    assert "[7](book/07_claims_on_fashion_mnist.ipynb) | DFA ≈ backprop" in readme
+
+    file.unlink()  # not run yet: one row that says so
+    assert sb.NOT_RUN in sb.travel_table(repo, "book")
+    file.write_text(json.dumps({"metrics": {"claims": {"x": {"label": "x"}}}}))
+    with pytest.raises(sb.ScoreboardError, match="make reproduce CHAPTER=07_claims"):
+        sb.travel_table(repo, "book")
+    (repo_copy / "book" / f"{sb.TRAVEL[0]}.ipynb").unlink()  # no such chapter: no table
+    assert sb.travel_table(repo, "book") is None

@@ -6,8 +6,8 @@ into the
 results files, the verdicts): this file only lays out the pages. It writes
 
 - ``book/scoreboard.md``: the sources' claims with their verdicts, counted by verdict
-  class,
-  and the book's own claims in their own table;
+  class, the book's own claims in their own table, and whether the claims rerun on a
+  second data set travel (chapter 7's verdicts, :data:`TRAVEL`);
 - ``book/performance.md``: each chapter's paper-profile wall time, our engineering
   targets
   (parity, speed ratios) and the cost of the run records;
@@ -42,6 +42,7 @@ from typing import Any
 import chapters
 
 from helpers import claims as cl
+from helpers import fashion_table as ft
 from helpers.claims import (  # noqa: F401  (the tests read paths through these names)
     MissingKey,
     claim_paths,
@@ -253,6 +254,55 @@ def ours_table(verdicts: list[cl.Verdict], style: str) -> str:
     return cl.markdown_table(["Ch.", *cl.OURS_HEAD], rows)
 
 
+#: Chapters that rerun other chapters' claims on a second data set. Their results
+#: file's ``metrics.claims`` (claim -> label, unit, the gap on each data set with its
+#: interval, verdict, seeds) is listed as the chapter wrote it: the verdict rule is the
+#: chapter's (``helpers.fashion_table.verdict``), not the registry's.
+TRAVEL = ("07_claims_on_fashion_mnist",)
+TRAVEL_HEAD = [
+    "Ch.",
+    "Claim",
+    "Gap in",
+    "MNIST gap [95 % CI]",
+    "Fashion-MNIST gap [95 % CI]",
+    "Verdict on Fashion-MNIST",
+    "Seeds",
+]
+
+
+def travel_table(repo: Repo, style: str) -> str | None:
+    """The verdicts of the :data:`TRAVEL` chapters, one row per claim (None when the
+    book has no such chapter)."""
+    rows = []
+    for stem in (s for s in TRAVEL if s in repo.chapters()):
+        label = chapter_label(stem, style)
+        record = load_json(repo.results_file(stem))
+        if record is None:
+            rows.append([label, NOT_RUN, "", "", "", "", ""])
+            continue
+        try:
+            found = resolve(record, "metrics.claims")
+            for c in found.values():
+                unit = c["unit"]
+                rows.append(
+                    [
+                        label,
+                        c["label"],
+                        unit,
+                        ft.format_gap(c["mnist_gap"], unit, c["mnist_gap_ci95"]),
+                        ft.format_gap(c["fashion_gap"], unit, c["fashion_gap_ci95"]),
+                        f"**{ft.verdict_text(c)}**",
+                        ", ".join(str(s) for s in c["seeds"]),
+                    ]
+                )
+        except (MissingKey, KeyError, ValueError, AttributeError) as e:
+            raise ScoreboardError(
+                f"{repo.rel(repo.results_file(stem))}: its claims cannot be read ({e}); "
+                f"rerun the chapter (`{_fix(stem)}`)"
+            ) from None
+    return cl.markdown_table(TRAVEL_HEAD, rows) if rows else None
+
+
 def of(verdicts: list[cl.Verdict], whose: str) -> list[cl.Verdict]:
     return [v for v in verdicts if v.whose == whose]
 
@@ -266,13 +316,19 @@ def generated_note(what: str) -> str:
     )
 
 
-def scoreboard_block(verdicts: list[cl.Verdict], style: str) -> str:
+def scoreboard_block(
+    verdicts: list[cl.Verdict], style: str, travel: str | None = None
+) -> str:
+    travel_part = (
+        [] if travel is None else ["Do the claims travel to Fashion-MNIST?", travel]
+    )
     return "\n\n".join(
         [
             summary_line(of(verdicts, "source")),
             sources_table(of(verdicts, "source"), style),
             "The book's own claims (not a source's; never scored against one):",
             ours_table(of(verdicts, "ours"), style),
+            *travel_part,
         ]
     )
 
@@ -324,7 +380,21 @@ def full_width(table: str) -> str:
     return f":::{{div}} full-width\n{table}\n:::"
 
 
-def scoreboard_page(verdicts: list[cl.Verdict]) -> str:
+TRAVEL_TEXT = (
+    "Claims of the sources rerun on a harder data set of the same shape, with MNIST in "
+    "the same run and at the same budget: *holds*, *holds weaker* (with the ratio of "
+    "the gaps) or *does not hold*, by the rule the chapter states. The budgets are "
+    "shorter than the sources', so a claim that does not hold here did not hold at "
+    "that budget."
+)
+
+
+def scoreboard_page(verdicts: list[cl.Verdict], travel: str | None = None) -> str:
+    extra = (
+        []
+        if travel is None
+        else ["## Do the claims travel?", "", TRAVEL_TEXT, "", full_width(travel), ""]
+    )
     return "\n".join(
         [
             "# Reproduction scoreboard",
@@ -354,6 +424,7 @@ def scoreboard_page(verdicts: list[cl.Verdict]) -> str:
             "",
             full_width(ours_table(of(verdicts, "ours"), "book")),
             "",
+            *extra,
             generated_note("`helpers/claims.yml` and `results/*.json`"),
             "",
         ]
@@ -753,9 +824,8 @@ def readme_text(repo: Repo, reg: dict[str, Any], verdicts: list[cl.Verdict]) -> 
         "*Generated by `python tools/scoreboard.py` from `results/*.json`; the book's "
         "pages say how verdicts are decided.*"
     )
-    text = replace_block(
-        text, "scoreboard", scoreboard_block(verdicts, "readme") + "\n\n" + note
-    )
+    block = scoreboard_block(verdicts, "readme", travel_table(repo, "readme"))
+    text = replace_block(text, "scoreboard", block + "\n\n" + note)
     return replace_block(
         text,
         "performance",
@@ -768,7 +838,9 @@ def render(repo: Repo, strict: bool = False) -> tuple[dict[Path, str], list[str]
     reg = load_registry(repo)
     verdicts, notes = judge_all(repo, reg, strict)
     files = {
-        repo.page("scoreboard.md"): scoreboard_page(verdicts),
+        repo.page("scoreboard.md"): scoreboard_page(
+            verdicts, travel_table(repo, "book")
+        ),
         repo.page("performance.md"): performance_page(repo, reg, verdicts),
         repo.readme_out: readme_text(repo, reg, verdicts),
     }

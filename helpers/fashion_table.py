@@ -33,7 +33,11 @@ Fashion-MNIST's own mean plus two standard deviations (:data:`WHITE`), so that t
 noise is as bright *relative to its data set* as the paper's.
 
 :func:`gap_bootstrap` gives a difference of two means over seeds with a bootstrap
-interval, and :func:`verdict` is the chapter's one rule from gaps to verdicts.
+interval, and :func:`verdict` is the chapter's one rule from gaps to verdicts;
+:func:`shown` is that rule's test on one data set's interval (applied to MNIST's too, to
+say whether a claim held there in the same run); :func:`format_gap` and
+:func:`verdict_text` write gaps and verdicts the same way in the chapter and on the
+scoreboard.
 """
 
 from __future__ import annotations

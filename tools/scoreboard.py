@@ -297,8 +297,8 @@ def travel_table(repo: Repo, style: str) -> str | None:
                 )
         except (MissingKey, KeyError, ValueError, AttributeError) as e:
             raise ScoreboardError(
-                f"{repo.rel(repo.results_file(stem))}: its claims cannot be read ({e}); "
-                f"rerun the chapter (`{_fix(stem)}`)"
+                f"{repo.rel(repo.results_file(stem))}: its claims cannot be read "
+                f"({e}); rerun the chapter (`{_fix(stem)}`)"
             ) from None
     return cl.markdown_table(TRAVEL_HEAD, rows) if rows else None
 

@@ -543,15 +543,12 @@ def verdict(
     Returns ``{"verdict", "ratio"}``, ``ratio`` being Fashion-MNIST's gap over MNIST's
     (None when MNIST's gap is 0).
     """
+    gaps = (mnist_gap, fashion_gap)
+    if not all(math.isfinite(float(v)) for v in gaps):
+        raise ValueError(f"the gaps must be finite numbers, got {gaps}")
+    is_shown = shown(kind, fashion_ci, limit)  # it checks the interval, kind and limit
     lo, hi = (float(v) for v in fashion_ci)
-    if not lo <= hi:
-        raise ValueError(
-            f"fashion_ci={fashion_ci!r} must be (low, high) with low <= high"
-        )
-    values = (mnist_gap, fashion_gap, lo, hi)
-    if not all(math.isfinite(float(v)) for v in values):
-        raise ValueError(f"gaps and interval must be finite numbers, got {values}")
-    if not shown(kind, (lo, hi), limit):
+    if not is_shown:
         out = "does not hold"
     elif (hi >= mnist_gap) if kind == "advantage" else (lo <= max(mnist_gap, 0.0)):
         out = "holds"

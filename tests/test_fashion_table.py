@@ -185,7 +185,10 @@ def test_gap_bootstrap_gives_the_gap_and_an_interval_around_it():
 def test_the_verdict_rule(kind, mnist, fashion, ci, limit, expected):
     out = ft.verdict(kind, mnist, fashion, ci, limit)
     assert out["verdict"] == expected and expected in ft.VERDICTS
-    assert out["ratio"] == pytest.approx(fashion / mnist)
+    if mnist > 0:  # how many times MNIST's gap Fashion-MNIST's is
+        assert out["ratio"] == pytest.approx(fashion / mnist)
+    else:  # a ratio to a gap of the other sign says nothing (it would be negative)
+        assert out["ratio"] is None
 
 
 def test_the_verdict_rule_refuses_what_it_cannot_judge():
@@ -206,6 +209,7 @@ def test_gaps_are_written_in_their_units_format():
     assert ft.format_gap(25_575.4, "noise score", [1_000, 40_123.6]) == (
         "+25,575 [+1,000, +40,124]"
     )
+    assert ft.format_gap(None, "Spearman ρ") == "—"  # a claim not testable in the run
     with pytest.raises(ValueError, match="unit='points' is not known"):
         ft.format_gap(1.0, "points")
 
@@ -224,6 +228,9 @@ def test_the_verdict_as_a_phrase_gives_the_ratio_only_when_weaker():
     assert ft.verdict_text(
         {"verdict": "holds weaker", "ratio": 2.0, "mnist_shown": False}
     ) == ("holds weaker, ratio of the gaps 2.00; not shown on MNIST in this run")
+    assert ft.verdict_text(
+        {"verdict": ft.UNTESTABLE, "why": "3 good fits", "mnist_shown": None}
+    ) == ("not testable in our run (3 good fits)")
 
 
 @pytest.mark.parametrize(

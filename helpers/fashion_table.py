@@ -710,17 +710,26 @@ def lr_check(records, z: float = 0.0) -> dict:
     return out
 
 
-def lr_tilt(check: dict, rule: str, baseline: str) -> dict:
+def lr_tilt(check: dict, rule: str, baseline: str, z: float = 0.0) -> dict:
     """Does the source's rate favour one rule of a pair? From one piece of
     :func:`lr_check`: ``tilt`` is ``rule``'s gain minus ``baseline``'s, in points of
     held-out accuracy, i.e. how much more ``rule`` would gain than ``baseline`` if each
     took its best rate (positive: the comparison at the source's rate is tilted against
     ``rule``; negative: in its favour; 0: the source's rate is the best for both, or
-    both gain the same). Returns ``{"tilt", "favours", "sentence"}``, ``favours`` being
-    the rule the source's rate favours (None: neither)."""
+    both gain the same).
+
+    ``noise`` is ``z`` standard errors of that difference of two gains (each gain a
+    difference of two accuracies, standard error ``se`` of :func:`lr_check`; the choice
+    of the best of three rates is not corrected for). Returns ``{"tilt", "noise",
+    "favours", "sentence"}``, ``favours`` being the rule the source's rate favours:
+    None when the tilt is 0 or within the noise."""
+    if not (isinstance(z, (int, float)) and math.isfinite(z) and z >= 0):
+        raise ParameterError(f"z={z!r} must be a number >= 0, e.g. 2")
     a, b = check[rule], check[baseline]
     tilt = a["gain"] - b["gain"]
-    favours = None if tilt == 0 else baseline if tilt > 0 else rule
+    noise = z * math.hypot(a["se"], b["se"])
+    leans = None if tilt == 0 else baseline if tilt > 0 else rule
+    favours = None if abs(tilt) <= noise else leans
 
     def where(e, name):
         if e["best"] == 1.0:
@@ -737,14 +746,22 @@ def lr_tilt(check: dict, rule: str, baseline: str) -> dict:
         )
     else:
         sentence = f"{where(a, rule)}; {where(b, baseline)}"
-        if favours is None:
+        if leans is None:
             sentence += ": both gain the same, the source's rate favours neither"
+        elif favours is None:
+            sentence += (
+                f": at the source's rate the comparison leans towards {leans} by "
+                f"{abs(tilt):.1f} points of held-out accuracy, within the check's noise "
+                f"({noise:.1f} points, {z:g} standard errors of a difference of two "
+                "gains), so it favours neither measurably"
+            )
         else:
             sentence += (
                 f": at the source's rate the comparison favours {favours} by about "
-                f"{abs(tilt):.1f} points of held-out accuracy"
+                f"{abs(tilt):.1f} points of held-out accuracy (the check's noise: "
+                f"{noise:.1f})"
             )
-    return {"tilt": tilt, "favours": favours, "sentence": sentence}
+    return {"tilt": tilt, "noise": noise, "favours": favours, "sentence": sentence}
 
 
 # --------------------------------------------------------------------------- the data

@@ -3,6 +3,7 @@ rule, the data fallback, and a real smoke-size run of every piece on generated d
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -350,6 +351,25 @@ def test_lr_tilt_says_which_rule_the_sources_rate_favours():
     same = ft.lr_tilt(piece({"dfa": 1.0, "bp": 1.0}), "1x800 DFA", "1x800 backprop")
     assert same["tilt"] == 0.0 and same["favours"] is None
     assert "favours neither" in same["sentence"]
+
+    # with z standard errors: a tilt within the noise of a difference of two gains
+    # favours neither rule; a larger one does
+    check = piece({"dfa": 3.0, "bp": 1.0})
+    se = check["1x800 DFA"]["se"]
+    assert se == pytest.approx(check["1x800 backprop"]["se"])  # same accuracy, 80 %
+    noise = 4 * math.sqrt(2) * se  # z = 4, two equal standard errors
+    assert 2.0 < noise  # the tilt of 2.0 points is within it
+    within = ft.lr_tilt(check, "1x800 DFA", "1x800 backprop", z=4)
+    assert within["tilt"] == pytest.approx(2.0)
+    assert within["noise"] == pytest.approx(noise)
+    assert within["favours"] is None
+    assert "leans towards 1x800 backprop by 2.0 points" in within["sentence"]
+    assert "favours neither measurably" in within["sentence"]
+    beyond = ft.lr_tilt(check, "1x800 DFA", "1x800 backprop", z=2)
+    assert beyond["favours"] == "1x800 backprop" and 2.0 > beyond["noise"]
+    assert "favours 1x800 backprop by about 2.0 points" in beyond["sentence"]
+    with pytest.raises(ParameterError, match="z=-1"):
+        ft.lr_tilt(check, "1x800 DFA", "1x800 backprop", z=-1)
 
 
 # --------------------------------------------------------------------------- the data

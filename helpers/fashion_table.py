@@ -751,9 +751,9 @@ def lr_tilt(check: dict, rule: str, baseline: str, z: float = 0.0) -> dict:
         elif favours is None:
             sentence += (
                 f": at the source's rate the comparison leans towards {leans} by "
-                f"{abs(tilt):.1f} points of held-out accuracy, within the check's noise "
-                f"({noise:.1f} points, {z:g} standard errors of a difference of two "
-                "gains), so it favours neither measurably"
+                f"{abs(tilt):.1f} points of held-out accuracy, within the check's "
+                f"noise ({noise:.1f} points, {z:g} standard errors of a difference of "
+                "two gains), so it favours neither measurably"
             )
         else:
             sentence += (

@@ -383,7 +383,9 @@ def full_width(table: str) -> str:
 TRAVEL_TEXT = (
     "Claims of the sources rerun on a harder data set of the same shape, with MNIST in "
     "the same run and at the same budget: *holds*, *holds weaker* (with the ratio of "
-    "the gaps) or *does not hold*, by the rule the chapter states. Where a budget is "
+    "the gaps where MNIST's points the claim's way) or *does not hold*, by the rule "
+    "the chapter states; *not testable in our run*, with the reason, where the run "
+    "leaves too little to judge. Where a budget is "
     "shorter than the source's (the chapter gives each), a claim that does not hold "
     "here did not hold at that budget; it is not refuted at the source's."
 )
